@@ -1,0 +1,1 @@
+//! The OCI runtime: lifecycle, namespaces, cgroups and the root filesystem (runtime-spec).
