@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "A daemonless, Docker-compatible container engine")]
+#[command(
+    name = "berth",
+    version,
+    about = "A daemonless, Docker-compatible container engine"
+)]
 struct Cli {}
 
 fn main() -> anyhow::Result<()> {

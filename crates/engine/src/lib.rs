@@ -1,0 +1,4 @@
+//! berth-engine: images, layers and root filesystems for the `berth` binary (see ../shared/design.md).
+
+pub mod digest;
+pub mod reference;
