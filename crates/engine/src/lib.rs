@@ -1,4 +1,5 @@
 //! berth-engine: images, layers and root filesystems for the `berth` binary (see ../shared/design.md).
 
+pub mod content;
 pub mod digest;
 pub mod reference;
