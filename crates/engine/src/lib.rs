@@ -2,4 +2,5 @@
 
 pub mod content;
 pub mod digest;
+pub mod layers;
 pub mod reference;
