@@ -232,7 +232,7 @@ impl Store {
 
     /// Reads the images index, under a shared lock.
     pub fn images(&self) -> Result<ImageIndex> {
-        let _lock = self.lock(FlockOperation::LockShared)?;
+        let _lock = self.lock("images.lock", FlockOperation::LockShared)?;
         self.read_index()
     }
 
@@ -243,15 +243,27 @@ impl Store {
         &self,
         change: impl FnOnce(&mut ImageIndex) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let _lock = self.lock(FlockOperation::LockExclusive)?;
+        let _lock = self.lock("images.lock", FlockOperation::LockExclusive)?;
         let mut index = self.read_index()?;
         let out = change(&mut index)?;
         self.write_index(&index)?;
         Ok(out)
     }
 
-    fn lock(&self, op: FlockOperation) -> Result<File> {
-        let path = self.root.join("images.lock");
+    /// Held shared by whoever adds blobs and layers not yet named by `images.json`, and
+    /// exclusive by the garbage collector, so it never takes what a load is still writing.
+    /// The lock goes with the returned file.
+    pub fn gc_lock(&self, exclusive: bool) -> Result<File> {
+        let op = if exclusive {
+            FlockOperation::LockExclusive
+        } else {
+            FlockOperation::LockShared
+        };
+        self.lock("gc.lock", op)
+    }
+
+    fn lock(&self, name: &str, op: FlockOperation) -> Result<File> {
+        let path = self.root.join(name);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

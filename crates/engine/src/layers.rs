@@ -111,6 +111,17 @@ impl Compression {
     }
 }
 
+/// The uncompressed stream of a blob, whatever its compression.
+pub fn decompress<'a>(blob: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut buffered = BufReader::with_capacity(1 << 20, blob);
+    Ok(match Compression::sniff(buffered.fill_buf()?) {
+        Compression::None => Box::new(buffered),
+        // Multi-member: pigz and some registries write several gzip members in one blob.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(buffered)?),
+    })
+}
+
 /// ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
@@ -140,14 +151,7 @@ pub fn apply(blob: impl Read, dir: &Path, name: &str) -> Result<Applied> {
         blob: name.to_string(),
         source,
     };
-    let mut buffered = BufReader::with_capacity(1 << 20, blob);
-    let compression = Compression::sniff(buffered.fill_buf().map_err(stream_err)?);
-    let plain: Box<dyn Read> = match compression {
-        Compression::None => Box::new(buffered),
-        // Multi-member: pigz and some registries write several gzip members in one blob.
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(buffered).map_err(stream_err)?),
-    };
+    let plain = decompress(blob).map_err(stream_err)?;
     let root = open_root(dir)?;
     let mut unpacker = Unpacker::new(root.as_fd(), dir);
     let mut archive = tar::Archive::new(DigestReader::new(plain));

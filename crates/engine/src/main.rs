@@ -1,16 +1,174 @@
 //! berth: a daemonless, Docker-compatible container engine (see ../shared/design.md).
 
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
 use clap::Parser;
 
-#[derive(Parser)]
-#[command(
-    name = "berth",
-    version,
-    about = "A daemonless, Docker-compatible container engine"
-)]
-struct Cli {}
+use berth_engine::cli::{self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, RmiArgs};
+use berth_engine::content::ImageRecord;
+use berth_engine::digest::Digest;
+use berth_engine::images::{familiar, Images};
+use berth_engine::reference::Reference;
+use berth_engine::snapshots::{self, Snapshotter};
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
+    let cli = Cli::parse();
+    let level: tracing::Level = cli
+        .log_level
+        .parse()
+        .with_context(|| format!("parse --log-level {:?}", cli.log_level))?;
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+    let images =
+        Images::open(&cli.root).with_context(|| format!("open store {}", cli.root.display()))?;
+    match cli.command {
+        Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load(&images, &args),
+        Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => list(&images, &args),
+        Command::Tag { source, target } | Command::Image(ImageCommand::Tag { source, target }) => {
+            images.tag(&source, &target)?;
+            Ok(())
+        }
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
+            remove(&images, &cli.root, &args)
+        }
+        Command::Image(ImageCommand::Inspect { images: names }) => inspect(&images, &names),
+        Command::Image(ImageCommand::Prune) => prune(&images, &cli.root),
+        Command::Image(ImageCommand::Mount { image }) => mount(&images, &cli.root, &image),
+        Command::Image(ImageCommand::Unmount { image }) => unmount(&images, &cli.root, &image),
+    }
+}
+
+fn load(images: &Images, args: &LoadArgs) -> anyhow::Result<()> {
+    let loaded = match &args.input {
+        Some(path) if path.is_dir() => images.load_layout(path, &args.names)?,
+        Some(path) => images.load_archive(path, &args.names)?,
+        None => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                bail!("load: requested load from stdin, but stdin is a terminal (use -i FILE)");
+            }
+            images.load_archive_from(stdin.lock(), Path::new("(stdin)"), &args.names)?
+        }
+    };
+    if loaded.is_empty() {
+        bail!("load: no image in the input matched");
+    }
+    for image in loaded {
+        if args.quiet {
+            println!("{}", image.id);
+        } else if image.repo_tags.is_empty() {
+            println!("Loaded image ID: {}", image.id);
+        } else {
+            for tag in &image.repo_tags {
+                println!("Loaded image: {}", familiar(tag));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list(images: &Images, args: &ImagesArgs) -> anyhow::Result<()> {
+    let filter = args
+        .reference
+        .as_deref()
+        .map(str::parse::<Reference>)
+        .transpose()?;
+    let records = images.list()?;
+    let rows = cli::image_rows(&records, filter.as_ref(), chrono::Utc::now());
+    if args.quiet {
+        let mut seen = BTreeSet::new();
+        for row in rows.iter().filter(|r| seen.insert(r.id.clone())) {
+            println!("{}", row.id);
+        }
+        return Ok(());
+    }
+    match args.format {
+        Format::Table => print!("{}", cli::table(&rows, args.digests)),
+        Format::Json => {
+            for row in &rows {
+                println!("{}", serde_json::to_string(row)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn inspect(images: &Images, names: &[String]) -> anyhow::Result<()> {
+    let mut docs = Vec::new();
+    for name in names {
+        let image = images.lookup(name)?;
+        let (_, config) = images.manifest_and_config(&image)?;
+        let manifest_size = std::fs::metadata(images.content().blob_path(&image.manifest))
+            .map(|m| m.len())
+            .unwrap_or_default();
+        docs.push(cli::inspect_json(&image, &config, manifest_size));
+    }
+    println!("{}", serde_json::to_string_pretty(&docs)?);
+    Ok(())
+}
+
+/// `<root>/mounts/<image id hex>`: where `image mount` puts an image's read-only view.
+fn mount_point(root: &Path, id: &Digest) -> PathBuf {
+    root.join("mounts").join(id.hex())
+}
+
+fn mounted_at(root: &Path, id: &Digest) -> Option<PathBuf> {
+    let path = mount_point(root, id);
+    snapshots::is_mount_point(&path).ok()?.then_some(path)
+}
+
+fn remove(images: &Images, root: &Path, args: &RmiArgs) -> anyhow::Result<()> {
+    for name in &args.images {
+        for line in images.remove(name, args.force, |id| mounted_at(root, id))? {
+            println!("{line}");
+        }
+    }
+    images.collect_garbage()?;
+    Ok(())
+}
+
+fn prune(images: &Images, root: &Path) -> anyhow::Result<()> {
+    let dangling: Vec<ImageRecord> = images
+        .list()?
+        .into_iter()
+        .filter(|i| i.repo_tags.is_empty() && mounted_at(root, &i.id).is_none())
+        .collect();
+    for image in dangling {
+        for line in images.remove(&image.id.to_string(), false, |_| None)? {
+            println!("{line}");
+        }
+    }
+    let (blobs, layers) = images.collect_garbage()?;
+    println!("Removed {blobs} blobs and {layers} layers");
+    Ok(())
+}
+
+fn mount(images: &Images, root: &Path, name: &str) -> anyhow::Result<()> {
+    let image = images.lookup(name)?;
+    let target = mount_point(root, &image.id);
+    if mounted_at(root, &image.id).is_none() {
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("create directory {}", target.display()))?;
+        let snapshotter = Snapshotter::new(root, images.layers().clone());
+        snapshotter.view(&image.chain_ids)?.mount(&target)?;
+    }
+    println!("{}", target.display());
+    Ok(())
+}
+
+fn unmount(images: &Images, root: &Path, name: &str) -> anyhow::Result<()> {
+    let image = images.lookup(name)?;
+    let Some(target) = mounted_at(root, &image.id) else {
+        bail!("unmount image {name}: not mounted");
+    };
+    snapshots::unmount_overlay(&target)?;
+    std::fs::remove_dir(&target)
+        .with_context(|| format!("remove directory {}", target.display()))?;
+    println!("{}", image.id);
     Ok(())
 }
