@@ -239,6 +239,13 @@ enum Source<'a> {
     Store,
 }
 
+/// One image that a load brought in, and the tags that load gave it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub image: ImageRecord,
+    pub tags: Vec<String>,
+}
+
 /// The image store: the content store, the unpacked layers and the images index.
 pub struct Images {
     content: Store,
@@ -263,7 +270,7 @@ impl Images {
 
     /// Loads the images of an OCI image layout directory; `names` picks them by their
     /// `org.opencontainers.image.ref.name` (all when empty).
-    pub fn load_layout(&self, dir: &Path, names: &[String]) -> Result<Vec<ImageRecord>> {
+    pub fn load_layout(&self, dir: &Path, names: &[String]) -> Result<Vec<Loaded>> {
         let index_path = dir.join("index.json");
         let data = std::fs::read(&index_path).map_err(io_err("read", &index_path))?;
         let index: Index = serde_json::from_slice(&data).map_err(|source| ImageError::Json {
@@ -277,7 +284,7 @@ impl Images {
 
     /// Loads an oci-archive or docker-archive tar (plain, gzip or zstd): every member is
     /// streamed into the content store, verified where its name is a digest.
-    pub fn load_archive(&self, path: &Path, names: &[String]) -> Result<Vec<ImageRecord>> {
+    pub fn load_archive(&self, path: &Path, names: &[String]) -> Result<Vec<Loaded>> {
         let file = File::open(path).map_err(io_err("open", path))?;
         self.load_archive_from(file, path, names)
     }
@@ -289,7 +296,7 @@ impl Images {
         stream: impl Read,
         label: &Path,
         names: &[String],
-    ) -> Result<Vec<ImageRecord>> {
+    ) -> Result<Vec<Loaded>> {
         let path = label;
         let _gc = self.content.gc_lock(false)?;
         let members = self.ingest_archive(path, stream)?;
@@ -316,7 +323,7 @@ impl Images {
         index: &Index,
         names: &[String],
         source: &Source<'_>,
-    ) -> Result<Vec<ImageRecord>> {
+    ) -> Result<Vec<Loaded>> {
         let ref_name = |d: &Descriptor| d.annotations.get(ANNOTATION_REF_NAME).cloned();
         let mut picked = Vec::new();
         if names.is_empty() {
@@ -439,7 +446,7 @@ impl Images {
         manifest_digest: &Digest,
         source: &Source<'_>,
         tags: &[String],
-    ) -> Result<ImageRecord> {
+    ) -> Result<Loaded> {
         let data = self.content.read_blob(manifest_digest)?;
         let Document::Manifest(manifest) = parse_document(&data, manifest_digest)? else {
             return Err(ImageError::Cycle(manifest_digest.clone()));
@@ -491,7 +498,10 @@ impl Images {
             }
             Ok::<_, ImageError>(index.images[&record.id].clone())
         })?;
-        Ok(record)
+        Ok(Loaded {
+            image: record,
+            tags: tags.to_vec(),
+        })
     }
 
     /// One pass over the archive: blobs go to the store, small documents stay in memory.
@@ -574,7 +584,7 @@ impl Images {
         manifest_json: &[u8],
         members: &ArchiveMembers,
         names: &[String],
-    ) -> Result<Vec<ImageRecord>> {
+    ) -> Result<Vec<Loaded>> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Entry {

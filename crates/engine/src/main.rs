@@ -58,13 +58,13 @@ fn load(images: &Images, args: &LoadArgs) -> anyhow::Result<()> {
     if loaded.is_empty() {
         bail!("load: no image in the input matched");
     }
-    for image in loaded {
+    for loaded in loaded {
         if args.quiet {
-            println!("{}", image.id);
-        } else if image.repo_tags.is_empty() {
-            println!("Loaded image ID: {}", image.id);
+            println!("{}", loaded.image.id);
+        } else if loaded.tags.is_empty() {
+            println!("Loaded image ID: {}", loaded.image.id);
         } else {
-            for tag in &image.repo_tags {
+            for tag in &loaded.tags {
                 println!("Loaded image: {}", familiar(tag));
             }
         }
