@@ -537,7 +537,7 @@ fn corrupt_blobs_are_refused() {
     let good = tar_of(&[(tar::EntryType::Regular, "file", "", &[7u8; 200_000])]);
 
     // A blob whose bytes do not match its name.
-    let layout = Layout::new(tmp.path().join("mismatch"), &[good.clone()]);
+    let layout = Layout::new(tmp.path().join("mismatch"), std::slice::from_ref(&good));
     let manifest: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(layout.dir.join("index.json")).unwrap()).unwrap();
     let manifest_hex = manifest["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
