@@ -71,7 +71,36 @@ impl Store {
         for dir in [store.blobs_dir(), store.ingest_dir()] {
             fs::create_dir_all(&dir).map_err(ContentError::io("create directory", &dir))?;
         }
+        store.remove_stale_ingests()?;
         Ok(store)
+    }
+
+    /// Ingest files are named `<pid>-<seq>`: those of a process that is gone (killed in the
+    /// middle of a write) will never be committed.
+    fn remove_stale_ingests(&self) -> Result<()> {
+        let dir = self.ingest_dir();
+        let entries = fs::read_dir(&dir).map_err(ContentError::io("read directory", &dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .unwrap_or("");
+            if pid.is_empty() || !Path::new("/proc").join(pid).exists() {
+                let path = entry.path();
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(ContentError::Io {
+                            op: "remove stale ingest",
+                            path,
+                            source: e,
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -422,6 +451,23 @@ mod tests {
             matches!(err, ContentError::SizeMismatch { actual: 3, .. }),
             "{err}"
         );
+        assert!(ingest_is_empty(&store));
+    }
+
+    #[test]
+    fn reopening_removes_what_dead_writers_left() {
+        let (_dir, store) = store();
+        // No process has pid 0 in /proc.
+        let stale = store.ingest_dir().join("0-7");
+        fs::write(&stale, b"half a blob").unwrap();
+        let live = store
+            .ingest_dir()
+            .join(format!("{}-999", std::process::id()));
+        fs::write(&live, b"being written").unwrap();
+        let store = Store::open(store.root()).unwrap();
+        assert!(!stale.exists());
+        assert!(live.exists());
+        fs::remove_file(live).unwrap();
         assert!(ingest_is_empty(&store));
     }
 
