@@ -1,1 +1,17 @@
-//! The OCI runtime: lifecycle, namespaces, cgroups and the root filesystem (runtime-spec).
+//! berth-runtime: an OCI runtime (runtime-spec 1.2) with runc's command line.
+//!
+//! The binary starts no threads: the container's processes are forked from it, which is only
+//! sound in a single-threaded process (see berth_sys::process::fork).
+
+pub mod cgroups;
+pub mod cli;
+pub mod container;
+pub mod default_spec;
+pub mod hooks;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod security;
+pub mod spec;
+pub mod state;

@@ -1,0 +1,422 @@
+//! Control groups: find the hierarchies, place the container in its cgroup on every one of
+//! them, and apply its limits (cgroups(7), kernel Documentation/admin-guide/cgroup-v1 and -v2).
+//!
+//! A host is v1 (one hierarchy per controller), v2 (one unified hierarchy) or hybrid (v1
+//! controllers plus a cgroup2 hierarchy, as on this project's machines). We place the
+//! container on every mounted hierarchy, so `ps`, `kill --all` and `delete` see all of it.
+
+pub mod devices;
+pub mod v1;
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::SpecError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no cgroup hierarchy is mounted (read /proc/self/mountinfo)")]
+    NoHierarchy,
+    #[error("linux.resources.devices: the device controller is not mounted; on a pure cgroup v2 host device rules need an eBPF program, which berth-runtime does not load yet")]
+    NoDeviceController,
+}
+
+pub(crate) fn io<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// Where it is mounted (`/sys/fs/cgroup/memory`).
+    pub mountpoint: PathBuf,
+    /// The cgroup that the mount shows at its mountpoint (`/` on a host).
+    pub root: PathBuf,
+    /// v1 controllers (`cpu`, `name=systemd`); empty for cgroup2.
+    pub controllers: Vec<String>,
+    pub v2: bool,
+}
+
+/// Parses /proc/self/mountinfo (proc(5)) for cgroup and cgroup2 mounts.
+pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let (fstype, superopts) = (r[0], r[2]);
+        let h = match fstype {
+            "cgroup2" => Hierarchy {
+                mountpoint: unescape(l[4]).into(),
+                root: unescape(l[3]).into(),
+                controllers: Vec::new(),
+                v2: true,
+            },
+            "cgroup" => Hierarchy {
+                mountpoint: unescape(l[4]).into(),
+                root: unescape(l[3]).into(),
+                controllers: superopts
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro"
+                                | "xattr"
+                                | "clone_children"
+                                | "noprefix"
+                                | "cpuset_v2_mode"
+                        ) && !o.starts_with("release_agent=")
+                    })
+                    .map(str::to_string)
+                    .collect(),
+                v2: false,
+            },
+            _ => continue,
+        };
+        // A hierarchy mounted twice is used once: keep the first mountpoint.
+        if !out
+            .iter()
+            .any(|o| o.v2 == h.v2 && o.controllers == h.controllers && o.root == h.root)
+        {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroup of this process on each hierarchy, from /proc/self/cgroup
+/// (`hierarchy-id:controllers:path`).
+pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, PathBuf)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let ctrl = parts.next()?;
+            let path = parts.next()?;
+            let ctrls = if ctrl.is_empty() {
+                Vec::new()
+            } else {
+                ctrl.split(',').map(str::to_string).collect()
+            };
+            Some((ctrls, PathBuf::from(path)))
+        })
+        .collect()
+}
+
+/// Where a container's cgroups live, kept in state.json for `delete`, `kill --all` and `ps`.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct Placement {
+    /// The container's cgroup directory on every hierarchy.
+    pub dirs: Vec<PathBuf>,
+    /// Directories we created (the leaf and missing parents), deepest first: what delete
+    /// removes. Parents that existed before us are left alone.
+    pub created: Vec<PathBuf>,
+}
+
+/// The cgroup directory on one hierarchy for `cgroups_path`: absolute paths are from the
+/// hierarchy's root; relative ones from our own cgroup on it.
+fn dir_for(h: &Hierarchy, own: &[(Vec<String>, PathBuf)], cgroups_path: &Path) -> PathBuf {
+    let rel = if cgroups_path.is_absolute() {
+        cgroups_path.to_path_buf()
+    } else {
+        let mine = own
+            .iter()
+            .find(|(c, _)| {
+                if h.v2 {
+                    c.is_empty()
+                } else {
+                    *c == h.controllers
+                }
+            })
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| PathBuf::from("/"));
+        mine.join(cgroups_path)
+    };
+    // The mount shows `root` at `mountpoint`: strip it (inside a container that is not `/`).
+    let under = rel.strip_prefix(&h.root).unwrap_or(&rel);
+    let under = under.strip_prefix("/").unwrap_or(under);
+    h.mountpoint.join(under)
+}
+
+/// The host's hierarchies, read once per command.
+pub fn hierarchies() -> Result<Vec<Hierarchy>, CgroupError> {
+    let p = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(p).map_err(io("read", p))?;
+    let hs = parse_mountinfo(&text);
+    if hs.is_empty() {
+        return Err(CgroupError::NoHierarchy);
+    }
+    Ok(hs)
+}
+
+/// Creates the container's cgroup on every hierarchy and applies the resource limits.
+/// On failure everything created is removed again.
+pub fn create(
+    hierarchies: &[Hierarchy],
+    cgroups_path: &Path,
+    resources: Option<&LinuxResources>,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> Result<Placement, CgroupError> {
+    let own_text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = parse_proc_cgroup(&own_text);
+    let mut placement = Placement::default();
+    let result = (|| {
+        for h in hierarchies {
+            let dir = dir_for(h, &own, cgroups_path);
+            let before = placement.created.len();
+            mkdir_all(&dir, &h.mountpoint, &mut placement.created)?;
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                // A new v1 cpuset has no cpus and no mems, and takes no task until given
+                // some: copy the parent's, top-down.
+                for d in placement.created[..placement.created.len() - before]
+                    .iter()
+                    .rev()
+                {
+                    v1::inherit_cpuset(d)?;
+                }
+            }
+            placement.dirs.push(dir.clone());
+            if h.controllers.iter().any(|c| c == "devices") {
+                let rules = devices::rules(resources, devices);
+                v1::apply_devices(&dir, &rules)?;
+            }
+        }
+        let wants_devices =
+            resources.is_some_and(|r| r.devices().as_ref().is_some_and(|d| !d.is_empty()));
+        let has_devices = hierarchies
+            .iter()
+            .any(|h| h.controllers.iter().any(|c| c == "devices"));
+        if wants_devices && !has_devices {
+            return Err(CgroupError::NoDeviceController);
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(placement),
+        Err(e) => {
+            placement.remove();
+            Err(e)
+        }
+    }
+}
+
+fn mkdir_all(dir: &Path, top: &Path, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while p != top && !p.exists() {
+        missing.push(p.to_path_buf());
+        match p.parent() {
+            Some(parent) => p = parent,
+            None => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => created.insert(0, d.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("mkdir", d)(e)),
+        }
+    }
+    Ok(())
+}
+
+impl Placement {
+    /// Moves `pid` into the container's cgroup on every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in &self.dirs {
+            let p = d.join("cgroup.procs");
+            std::fs::write(&p, pid.to_string()).map_err(io("write", &p))?;
+        }
+        Ok(())
+    }
+
+    /// The pids in the container's cgroup (from the first hierarchy that answers).
+    pub fn pids(&self) -> Vec<i32> {
+        for d in &self.dirs {
+            if let Ok(text) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                return text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            }
+        }
+        Vec::new()
+    }
+
+    /// Removes what we created, deepest first. A cgroup whose last process just exited can
+    /// stay busy for a moment, so rmdir is retried briefly. Returns the first error.
+    pub fn remove(&self) -> Option<CgroupError> {
+        let mut first = None;
+        for d in &self.created {
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(e) => {
+                        first.get_or_insert(io("rmdir", d)(e));
+                        break;
+                    }
+                }
+            }
+        }
+        first
+    }
+}
+
+/// Refuses the limits this runtime does not apply yet, by name, before anything is created.
+pub fn validate(r: &LinuxResources) -> Result<(), SpecError> {
+    let unsupported = |field: &str| SpecError::Unsupported {
+        field: format!("linux.resources.{field}"),
+        what: "this cgroup limit".to_string(),
+    };
+    if r.memory().is_some() {
+        return Err(unsupported("memory"));
+    }
+    if r.cpu().is_some() {
+        return Err(unsupported("cpu"));
+    }
+    if r.pids().is_some() {
+        return Err(unsupported("pids"));
+    }
+    if r.block_io().is_some() {
+        return Err(unsupported("blockIO"));
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        return Err(unsupported("hugepageLimits"));
+    }
+    if r.network().is_some() {
+        return Err(unsupported("network"));
+    }
+    if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
+        return Err(unsupported("rdma"));
+    }
+    if r.unified().as_ref().is_some_and(|h| !h.is_empty()) {
+        return Err(unsupported("unified"));
+    }
+    for (i, d) in r.devices().iter().flatten().enumerate() {
+        devices::check_access(d.access().as_deref().unwrap_or("rwm")).map_err(|m| {
+            SpecError::Invalid {
+                field: format!("linux.resources.devices[{i}].access"),
+                message: m,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn hybrid_host() {
+        let hs = parse_mountinfo(HYBRID);
+        assert_eq!(hs.len(), 4);
+        assert_eq!(hs[0].controllers, vec!["cpu"]);
+        assert_eq!(hs[2].controllers, vec!["name=systemd"]);
+        assert!(hs[3].v2);
+        assert_eq!(hs[3].mountpoint, Path::new("/sys/fs/cgroup/unified"));
+    }
+
+    #[test]
+    fn paths_absolute_and_relative() {
+        let hs = parse_mountinfo(HYBRID);
+        let own = parse_proc_cgroup("4:memory:/user/1\n2:cpu:/\n0::/session\n");
+        assert_eq!(
+            dir_for(&hs[1], &own, Path::new("/a/b")),
+            Path::new("/sys/fs/cgroup/memory/a/b")
+        );
+        assert_eq!(
+            dir_for(&hs[1], &own, Path::new("c")),
+            Path::new("/sys/fs/cgroup/memory/user/1/c")
+        );
+        assert_eq!(
+            dir_for(&hs[3], &own, Path::new("c")),
+            Path::new("/sys/fs/cgroup/unified/session/c")
+        );
+    }
+
+    #[test]
+    fn mount_root_is_stripped() {
+        let hs = parse_mountinfo("1 0 0:1 /docker/x /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+        let own = parse_proc_cgroup("0::/docker/x\n");
+        assert_eq!(
+            dir_for(&hs[0], &own, Path::new("c")),
+            Path::new("/sys/fs/cgroup/c")
+        );
+    }
+
+    #[test]
+    fn unescapes_spaces() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
+    fn mkdir_all_records_what_it_made() {
+        let top = std::env::temp_dir().join(format!("berth-cg-{}", std::process::id()));
+        std::fs::create_dir_all(top.join("existing")).unwrap();
+        let mut created = Vec::new();
+        mkdir_all(&top.join("existing/a/b"), &top, &mut created).unwrap();
+        assert_eq!(
+            created,
+            vec![top.join("existing/a/b"), top.join("existing/a")]
+        );
+        let p = Placement {
+            dirs: vec![],
+            created,
+        };
+        assert!(p.remove().is_none());
+        assert!(top.join("existing").exists() && !top.join("existing/a").exists());
+        std::fs::remove_dir_all(&top).unwrap();
+    }
+}

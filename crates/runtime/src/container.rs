@@ -1,0 +1,375 @@
+//! The lifecycle operations of runtime-spec runtime.md: create, start, state, kill, delete,
+//! and `run`, which is create + start + wait.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use berth_sys::process as p;
+
+use crate::cgroups::CgroupError;
+use crate::hooks::{self, HookError};
+use crate::process::parent::{self, CreateError};
+use crate::process::CreateOptions;
+use crate::spec::{self, SpecError};
+use crate::state::{self, ContainerDir, State, StateError, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    #[error(transparent)]
+    Sys(#[from] berth_sys::Error),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error("container {id:?} is {status}: {what}")]
+    BadStatus {
+        id: String,
+        status: Status,
+        what: &'static str,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unknown signal {0:?}")]
+    BadSignal(String),
+}
+
+/// The container's status now: the saved status, corrected by what the kernel says (the
+/// process may have exited, or its pid may belong to another process by now).
+pub fn current_status(dir: &ContainerDir, st: &State) -> Status {
+    let alive = st.pid > 0
+        && state::process_start_time(st.pid) == Some(st.start_time)
+        && st.start_time != 0;
+    if !alive {
+        return match st.status {
+            Status::Creating => Status::Creating,
+            _ => Status::Stopped,
+        };
+    }
+    if is_frozen(st) {
+        return Status::Paused;
+    }
+    if dir.fifo_path().exists() {
+        Status::Created
+    } else {
+        Status::Running
+    }
+}
+
+fn is_frozen(st: &State) -> bool {
+    st.cgroups.dirs.iter().any(|d| {
+        std::fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+            || std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+    })
+}
+
+/// `create`: everything but the user's process, which waits for `start`.
+pub fn create(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    opts: &CreateOptions,
+) -> Result<(), ContainerError> {
+    let bundle = spec::load(bundle)?;
+    let dir = ContainerDir::create(root, id)?;
+    let result = parent::create(&dir, &bundle, opts);
+    match result {
+        Ok(st) => match dir.save(&st) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                destroy(&st);
+                let _ = dir.remove();
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = dir.remove();
+            Err(e.into())
+        }
+    }
+}
+
+/// Kills what is left of a container and removes its cgroups.
+fn destroy(st: &State) {
+    if st.pid > 0 && state::process_start_time(st.pid) == Some(st.start_time) {
+        kill_init(st, libc::SIGKILL).ok();
+        wait_gone(st.pid);
+    }
+    for pid in st.cgroups.pids() {
+        let _ = p::kill(pid, libc::SIGKILL);
+    }
+    st.cgroups.remove();
+}
+
+/// Signals init through a pidfd: the signal cannot reach a process that reused the pid.
+fn kill_init(st: &State, sig: i32) -> Result<(), ContainerError> {
+    let fd = p::pidfd_open(st.pid)?;
+    // The pid may have been reused between our check and pidfd_open: check again.
+    if state::process_start_time(st.pid) != Some(st.start_time) {
+        return Ok(());
+    }
+    p::pidfd_send_signal(std::os::fd::AsFd::as_fd(&fd), sig)?;
+    Ok(())
+}
+
+/// Waits until `pid` is gone (reaped by whoever is its parent), up to ten seconds.
+fn wait_gone(pid: i32) {
+    for _ in 0..2000 {
+        // If it is our child (run, or create's cleanup), reap it ourselves.
+        let _ = p::waitpid(pid, true);
+        if state::process_start_time(pid).is_none() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// `start`: lets the created container's process exec, then runs the poststart hooks.
+pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let dir = ContainerDir::open(root, id)?;
+    let mut st = dir.load()?;
+    let status = current_status(&dir, &st);
+    if status != Status::Created {
+        return Err(ContainerError::BadStatus {
+            id: id.into(),
+            status,
+            what: "only a created container can start",
+        });
+    }
+    let fifo_path = dir.fifo_path();
+    // Non-blocking: if init is gone there is no reader, and open fails with ENXIO at once.
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags_nonblock()
+        .open(&fifo_path)
+        .map_err(|source| ContainerError::Io {
+            op: "open exec fifo",
+            path: fifo_path.clone(),
+            source,
+        })?;
+    fifo.write_all(b"0").map_err(|source| ContainerError::Io {
+        op: "write exec fifo",
+        path: fifo_path.clone(),
+        source,
+    })?;
+    drop(fifo);
+    std::fs::remove_file(&fifo_path).map_err(|source| ContainerError::Io {
+        op: "remove",
+        path: fifo_path.clone(),
+        source,
+    })?;
+    st.status = Status::Running;
+    dir.save(&st)?;
+    let spec_hooks = spec::load(&st.bundle)
+        .ok()
+        .and_then(|b| b.spec.hooks().clone());
+    if let Some(h) = spec_hooks {
+        // runtime-spec: a failing poststart hook is logged; the container keeps running.
+        if let Err(e) = hooks::run(
+            "poststart",
+            h.poststart().as_deref().unwrap_or(&[]),
+            &st.spec_json(),
+        ) {
+            tracing::warn!("{e}");
+        }
+    }
+    Ok(())
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for std::fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+/// `state`: the runtime-spec state as JSON.
+pub fn state(root: &Path, id: &str) -> Result<serde_json::Value, ContainerError> {
+    let dir = ContainerDir::open(root, id)?;
+    let mut st = dir.load()?;
+    st.status = current_status(&dir, &st);
+    if st.status == Status::Stopped {
+        st.pid = 0;
+    }
+    Ok(st.spec_json())
+}
+
+/// Parses `9`, `KILL`, `SIGKILL`.
+pub fn parse_signal(s: &str) -> Result<i32, ContainerError> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(ContainerError::BadSignal(s.to_string()));
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => return Err(ContainerError::BadSignal(s.to_string())),
+    };
+    Ok(n)
+}
+
+/// `kill`: a signal to init, or with `all` to every process of the container.
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<(), ContainerError> {
+    let dir = ContainerDir::open(root, id)?;
+    let st = dir.load()?;
+    let status = current_status(&dir, &st);
+    if all {
+        for pid in st.cgroups.pids() {
+            let _ = p::kill(pid, sig);
+        }
+        return Ok(());
+    }
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+        return Err(ContainerError::BadStatus {
+            id: id.into(),
+            status,
+            what: "there is no process to signal",
+        });
+    }
+    kill_init(&st, sig)
+}
+
+/// `delete`: removes a stopped container (or, with `force`, kills it first), runs the
+/// poststop hooks. With `force`, a container that does not exist is no error.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> {
+    let dir = match ContainerDir::open(root, id) {
+        Ok(d) => d,
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let st = dir.load()?;
+    let status = current_status(&dir, &st);
+    match status {
+        Status::Stopped => {}
+        // A created container has not run the user's process: delete may kill it.
+        Status::Created => {}
+        _ if force => {}
+        _ => {
+            return Err(ContainerError::BadStatus {
+                id: id.into(),
+                status,
+                what: "stop it first, or use --force",
+            })
+        }
+    }
+    destroy(&st);
+    dir.remove()?;
+    // runtime-spec: a failing poststop hook is logged; delete goes on.
+    if let Err(e) = hooks::run("poststop", &st.poststop, &st.spec_json()) {
+        tracing::warn!("{e}");
+    }
+    Ok(())
+}
+
+/// `list`: every container's state.
+pub fn list(root: &Path) -> Result<Vec<State>, ContainerError> {
+    let mut out = Vec::new();
+    for id in state::list_ids(root)? {
+        let Ok(dir) = ContainerDir::open(root, &id) else {
+            continue;
+        };
+        let Ok(mut st) = dir.load() else { continue };
+        st.status = current_status(&dir, &st);
+        if st.status == Status::Stopped {
+            st.pid = 0;
+        }
+        out.push(st);
+    }
+    Ok(out)
+}
+
+/// `run`: create, start, then (unless detached) wait for the process, forwarding the
+/// signals we get, and return its exit status; the container is deleted unless `keep`.
+pub fn run(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    opts: &CreateOptions,
+    detach: bool,
+    keep: bool,
+) -> Result<i32, ContainerError> {
+    // Blocked before the forks, so no SIGCHLD and no signal meant for the container is lost;
+    // init unblocks everything before it execs.
+    let signals = p::SigSet::all();
+    if !detach {
+        signals.set_blocked(true)?;
+    }
+    create(root, id, bundle, opts)?;
+    if let Err(e) = start(root, id) {
+        let _ = delete(root, id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let pid = {
+        let dir = ContainerDir::open(root, id)?;
+        dir.load()?.pid
+    };
+    let code = loop {
+        let sig = signals.wait()?;
+        if sig == libc::SIGCHLD {
+            let mut exited = None;
+            while let Some((child, status)) = p::waitpid(-1, true).ok().flatten() {
+                if child == pid {
+                    exited = Some(status.code());
+                }
+            }
+            if let Some(code) = exited {
+                break code;
+            }
+        } else {
+            let _ = p::kill(pid, sig);
+        }
+    };
+    if !keep {
+        delete(root, id, true)?;
+    }
+    Ok(code)
+}

@@ -1,0 +1,349 @@
+//! The container's side of create: stage 1 enters the namespaces, init (pid 1) builds the
+//! container around itself and waits to exec the user's process.
+//!
+//! Both run after fork in a copy of the runtime and never return: they exit, or exec.
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use berth_sys::process::{self as p, Fork};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::parent::in_userns;
+use super::sync::{Channel, Message, SyncError};
+use super::CreateOptions;
+use crate::cgroups::{Hierarchy, Placement};
+use crate::hooks::{self, HookError};
+use crate::namespaces::{clone_flag, NamespaceError, Plan};
+use crate::rootfs::{self, RootfsError};
+use crate::security::{self, CapSets, SecurityError};
+use crate::spec::Bundle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Sys(#[from] berth_sys::Error),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> InitError + 'a {
+    move |source| InitError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What the forked processes need; they run in a copy of the parent's memory.
+pub struct InitContext<'a> {
+    pub bundle: &'a Bundle,
+    pub opts: &'a CreateOptions,
+    pub plan: &'a Plan,
+    pub hierarchies: &'a [Hierarchy],
+    pub placement: &'a Placement,
+    pub fifo: &'a Path,
+    pub console: Option<UnixStream>,
+}
+
+/// Reports a failure to the parent, then exits. The one place a child both logs (sends) an
+/// error and stops: the parent turns the message into the command's error.
+fn fail(ch: &mut Channel, e: impl std::fmt::Display) -> ! {
+    let _ = ch.send(&Message::Failed(e.to_string()));
+    p::exit_now(1)
+}
+
+/// Stage 1: enter or create the namespaces, then fork init into them and exit.
+pub fn stage1(ctx: InitContext<'_>, mut ch: Channel) -> ! {
+    match enter_namespaces(&ctx, &mut ch) {
+        Ok(()) => {}
+        Err(e) => fail(&mut ch, e),
+    }
+    match p::fork() {
+        Ok(Fork::Parent(pid)) => {
+            let _ = ch.send(&Message::InitPid { pid });
+            p::exit_now(0)
+        }
+        Ok(Fork::Child) => match init(ctx, &mut ch) {
+            Ok(never) => match never {},
+            Err(e) => fail(&mut ch, e),
+        },
+        Err(e) => fail(&mut ch, e),
+    }
+}
+
+fn enter_namespaces(ctx: &InitContext<'_>, ch: &mut Channel) -> Result<(), InitError> {
+    // If the runtime dies now, so do we: nobody would ever reap or start us.
+    p::set_parent_death_signal(libc::SIGKILL)?;
+    ctx.plan.join_all()?;
+    if ctx.plan.new_user {
+        p::unshare(libc::CLONE_NEWUSER)?;
+        ch.send(&Message::MappingRequest { pid: p::getpid() })?;
+        ch.expect("MappingWritten", |m| matches!(m, Message::MappingWritten))?;
+        // We are the overflow uid until we take a mapped one: become the namespace's root.
+        // A change of credentials clears the parent-death signal, so set it again.
+        let linux = ctx.bundle.spec.linux().as_ref().expect("validated");
+        if maps_zero(linux.gid_mappings().as_deref()) {
+            berth_sys::user::setresgid(0)?;
+        }
+        if maps_zero(linux.uid_mappings().as_deref()) {
+            berth_sys::user::setresuid(0)?;
+        }
+        p::set_parent_death_signal(libc::SIGKILL)?;
+    }
+    // The cgroup namespace is created by init once it sits in its cgroup: the namespace's
+    // root is the cgroup of the process that creates it.
+    let flags = ctx.plan.create & !clone_flag(LinuxNamespaceType::Cgroup);
+    if flags != 0 {
+        p::unshare(flags)?;
+    }
+    if ctx.plan.creates(LinuxNamespaceType::Time) {
+        write_time_offsets(ctx)?;
+    }
+    Ok(())
+}
+
+fn maps_zero(maps: Option<&[oci_spec::runtime::LinuxIdMapping]>) -> bool {
+    maps.unwrap_or(&[])
+        .iter()
+        .any(|m| m.container_id() == 0 && m.size() > 0)
+}
+
+/// /proc/self/timens_offsets (time_namespaces(7)): written after unshare, before the first
+/// process enters the namespace.
+fn write_time_offsets(ctx: &InitContext<'_>) -> Result<(), InitError> {
+    let linux = ctx.bundle.spec.linux().as_ref().expect("validated");
+    let Some(offsets) = linux.time_offsets() else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (clock, off) in offsets {
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    let path = Path::new("/proc/self/timens_offsets");
+    std::fs::write(path, text).map_err(io("write", path))
+}
+
+/// Init: becomes the container, then waits on the exec fifo and execs the user's process.
+fn init(ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError> {
+    let spec = &ctx.bundle.spec;
+    let process = spec.process().as_ref().expect("validated: process present");
+    // CVE-2019-5736: until exec, this process is the runtime binary. Non-dumpable, its
+    // /proc/<pid>/exe cannot be opened by a process of the container.
+    p::set_dumpable(false)?;
+    ch.expect("Placed", |m| matches!(m, Message::Placed))?;
+    if ctx.plan.creates(LinuxNamespaceType::Cgroup) {
+        p::unshare(libc::CLONE_NEWCGROUP)?;
+    }
+    let terminal = process.terminal() == Some(true);
+    let root = rootfs::prepare(&rootfs::Context {
+        spec,
+        rootfs: &ctx.bundle.rootfs,
+        in_userns: in_userns(ctx.plan),
+        new_cgroupns: ctx.plan.creates(LinuxNamespaceType::Cgroup),
+        hierarchies: ctx.hierarchies,
+        placement: ctx.placement,
+        terminal,
+    })?;
+    ch.send(&Message::HooksRequest)?;
+    ch.expect("HooksDone", |m| matches!(m, Message::HooksDone))?;
+    if let Some(h) = spec.hooks() {
+        let state = serde_json::json!({
+            "ociVersion": spec.version(), "id": container_id(&ctx), "status": "creating",
+            "pid": p::getpid(), "bundle": ctx.bundle.dir,
+        });
+        hooks::run(
+            "createContainer",
+            h.create_container().as_deref().unwrap_or(&[]),
+            &state,
+        )?;
+    }
+    // Opened read-write, a fifo never blocks; `start` writes a byte that we wait for below.
+    let mut fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(ctx.fifo)
+        .map_err(io("open", ctx.fifo))?;
+    rootfs::switch_root(root.as_fd(), &ctx.bundle.rootfs, ctx.opts.no_pivot)?;
+    drop(root);
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        p::sethostname(h)?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        p::setdomainname(d)?;
+    }
+    rootfs::finish(spec)?;
+    if terminal {
+        setup_terminal(
+            process,
+            ctx.console.as_ref().expect("checked by the parent"),
+        )?;
+    }
+    if !ctx.opts.no_new_keyring {
+        p::join_session_keyring()?;
+    }
+    let caps = CapSets::from_process(process)?;
+    security::apply_limits(process)?;
+    if let Some(pers) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        let domain = match pers.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        };
+        p::personality(domain)?;
+    }
+    security::drop_bounding(&caps)?;
+    security::set_user(process, true)?;
+    security::set_capabilities(&caps)?;
+    let cwd = process.cwd();
+    std::env::set_current_dir(cwd).map_err(io("chdir", cwd))?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let exe = find_executable(&args[0], &env)?;
+    if let Some(mask) = process.user().umask() {
+        p::umask(mask);
+    } else {
+        p::umask(0o022);
+    }
+    security::apply_no_new_privs(process)?;
+    ch.send(&Message::Ready)?;
+
+    let mut byte = [0u8; 1];
+    loop {
+        match fifo.read(&mut byte) {
+            Ok(1) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io("read", ctx.fifo)(e)),
+        }
+    }
+    drop(fifo);
+    if let Some(h) = spec.hooks() {
+        let state = serde_json::json!({
+            "ociVersion": spec.version(), "id": container_id(&ctx), "status": "created",
+            "pid": p::getpid(), "bundle": ctx.bundle.dir,
+        });
+        hooks::run(
+            "startContainer",
+            h.start_container().as_deref().unwrap_or(&[]),
+            &state,
+        )?;
+    }
+    exec(&exe, &args, &env, ctx.opts.preserve_fds)
+}
+
+fn container_id(ctx: &InitContext<'_>) -> String {
+    ctx.fifo
+        .parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The last step: no descriptor of the runtime survives, signals are as a new process
+/// expects them, and the user's program replaces us.
+fn exec(
+    exe: &Path,
+    args: &[String],
+    env: &[String],
+    preserve_fds: u32,
+) -> Result<Infallible, InitError> {
+    // CVE-2024-21626: every descriptor above stdio and the preserved ones closes at exec.
+    for fd in 3..3 + preserve_fds {
+        p::clear_cloexec(fd as i32)?;
+    }
+    p::cloexec_from(3 + preserve_fds)?;
+    p::reset_signals()?;
+    Err(p::execve(exe, args, env).into())
+}
+
+/// A pseudo-terminal for the process: its master goes to the console socket, its slave
+/// becomes /dev/console, stdio and the controlling terminal.
+fn setup_terminal(process: &Process, console: &UnixStream) -> Result<(), InitError> {
+    let (master, slave_path) = berth_sys::console::open_pty()?;
+    if let Some(size) = process.console_size() {
+        berth_sys::console::set_window_size(
+            master.as_fd(),
+            size.height() as u16,
+            size.width() as u16,
+        )?;
+    }
+    let console_path = Path::new("/dev/console");
+    if console_path.exists() {
+        berth_sys::mount::mount(
+            Some(&slave_path.to_string_lossy()),
+            console_path,
+            None,
+            berth_sys::mount::MS_BIND,
+            None,
+        )?;
+    }
+    berth_sys::console::send_fd(
+        console.as_fd(),
+        master.as_fd(),
+        &slave_path.to_string_lossy(),
+    )?;
+    drop(master);
+    p::setsid()?;
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .map_err(io("open", &slave_path))?;
+    berth_sys::console::set_controlling_terminal(slave.as_fd())?;
+    for fd in 0..3 {
+        p::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), fd)?;
+    }
+    Ok(())
+}
+
+/// Finds the program as execvp(3) would, with the container's PATH.
+fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, InitError> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exe = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return if is_exe(&p) {
+            Ok(p)
+        } else {
+            Err(io("exec", &p)(std::io::Error::from_raw_os_error(
+                libc::ENOENT,
+            )))
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_exe(p))
+        .ok_or_else(|| InitError::NotFound(name.to_string()))
+}

@@ -1,0 +1,275 @@
+//! The runtime's side of create: cgroups, the exec fifo, the forks, the id maps, the hooks
+//! that run in the runtime's namespaces, and cleanup when anything fails.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use berth_sys::process::{self as p, Fork};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType};
+
+use super::init::{self, InitContext};
+use super::sync::{Channel, Message, SyncError};
+use super::CreateOptions;
+use crate::cgroups::{self, CgroupError};
+use crate::hooks::{self, HookError};
+use crate::namespaces::{NamespaceError, Plan};
+use crate::spec::Bundle;
+use crate::state::{ContainerDir, State, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Sys(#[from] berth_sys::Error),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A child's own report of the step that failed.
+    #[error("{0}")]
+    Child(String),
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CreateError + 'a {
+    move |source| CreateError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates the container's processes; on success init waits on the exec fifo and `state` is
+/// what to save. On failure nothing is left: no process, no cgroup (the state directory is
+/// the caller's).
+pub fn create(
+    dir: &ContainerDir,
+    bundle: &Bundle,
+    opts: &CreateOptions,
+) -> Result<State, CreateError> {
+    let spec = &bundle.spec;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .expect("validated: linux section present");
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    let plan = Plan::new(&namespaces)?;
+    let hierarchies = cgroups::hierarchies()?;
+    let cgroups_path = linux
+        .cgroups_path()
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/berth/{}", dir.id)));
+    let placement = cgroups::create(
+        &hierarchies,
+        &cgroups_path,
+        linux.resources().as_ref(),
+        linux.devices().as_deref().unwrap_or(&[]),
+    )?;
+    let mut state = State {
+        oci_version: spec.version().clone(),
+        id: dir.id.clone(),
+        status: Status::Creating,
+        pid: 0,
+        bundle: bundle.dir.clone(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        start_time: 0,
+        cgroups: placement,
+        poststop: spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default(),
+        owner: String::new(),
+    };
+    let mut children = Children::default();
+    match spawn(
+        dir,
+        bundle,
+        opts,
+        plan,
+        &hierarchies,
+        &mut state,
+        &mut children,
+    ) {
+        Ok(()) => Ok(state),
+        Err(e) => {
+            children.kill();
+            state.cgroups.remove();
+            Err(e)
+        }
+    }
+}
+
+/// The processes we forked, to kill if create fails.
+#[derive(Default)]
+struct Children {
+    stage1: Option<p::Pid>,
+    init: Option<p::Pid>,
+}
+
+impl Children {
+    fn kill(&mut self) {
+        for pid in [self.init.take(), self.stage1.take()].into_iter().flatten() {
+            let _ = p::kill(pid, libc::SIGKILL);
+            // We are a subreaper during create, so init is our child even after stage 1 exits.
+            let _ = p::waitpid(pid, false);
+        }
+    }
+}
+
+fn spawn(
+    dir: &ContainerDir,
+    bundle: &Bundle,
+    opts: &CreateOptions,
+    plan: Plan,
+    hierarchies: &[cgroups::Hierarchy],
+    state: &mut State,
+    children: &mut Children,
+) -> Result<(), CreateError> {
+    let spec = &bundle.spec;
+    let fifo = dir.fifo_path();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o622),
+        0,
+    )
+    .map_err(|e| io("mkfifo", &fifo)(e.into()))?;
+    let console = match &opts.console_socket {
+        Some(path) => Some(UnixStream::connect(path).map_err(io("connect console socket", path))?),
+        None => None,
+    };
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    if terminal && console.is_none() {
+        return Err(CreateError::Child(
+            "process.terminal is set: a --console-socket is needed to receive the terminal".into(),
+        ));
+    }
+    let (ours, theirs) = UnixStream::pair().map_err(io("socketpair", Path::new("sync")))?;
+    // Orphans come to us: init stays our child after stage 1 exits, so we can reap it if
+    // create fails, and `run` can wait for it.
+    p::set_child_subreaper()?;
+    match p::fork()? {
+        Fork::Child => {
+            drop(ours);
+            let ctx = InitContext {
+                bundle,
+                opts,
+                plan: &plan,
+                hierarchies,
+                placement: &state.cgroups,
+                fifo: &fifo,
+                console,
+            };
+            init::stage1(ctx, Channel(theirs))
+        }
+        Fork::Parent(pid) => children.stage1 = Some(pid),
+    }
+    drop(theirs);
+    drop(console);
+    let mut ch = Channel(ours);
+    let linux = spec.linux().as_ref().expect("validated");
+    loop {
+        match ch.recv()? {
+            Message::MappingRequest { pid } => {
+                write_id_map(
+                    pid,
+                    "uid_map",
+                    linux.uid_mappings().as_deref().unwrap_or(&[]),
+                )?;
+                write_id_map(
+                    pid,
+                    "gid_map",
+                    linux.gid_mappings().as_deref().unwrap_or(&[]),
+                )?;
+                ch.send(&Message::MappingWritten)?;
+            }
+            Message::InitPid { pid } => {
+                children.init = Some(pid);
+                if let Some(s1) = children.stage1.take() {
+                    p::waitpid(s1, false)?;
+                }
+                state.pid = pid;
+                state.start_time = crate::state::process_start_time(pid).unwrap_or(0);
+                state.cgroups.add(pid)?;
+                ch.send(&Message::Placed)?;
+            }
+            Message::HooksRequest => {
+                if let Some(h) = spec.hooks() {
+                    let st = state.spec_json();
+                    // prestart is deprecated but still called, before createRuntime.
+                    hooks::run("prestart", h.prestart().as_deref().unwrap_or(&[]), &st)?;
+                    hooks::run(
+                        "createRuntime",
+                        h.create_runtime().as_deref().unwrap_or(&[]),
+                        &st,
+                    )?;
+                }
+                ch.send(&Message::HooksDone)?;
+            }
+            Message::Ready => break,
+            Message::Failed(msg) => return Err(CreateError::Child(msg)),
+            other => {
+                return Err(SyncError::Unexpected {
+                    expected: "a message from the container's init",
+                    got: other,
+                }
+                .into())
+            }
+        }
+    }
+    state.status = Status::Created;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, state.pid)?;
+    }
+    // Success: init lives on without us.
+    children.init = None;
+    Ok(())
+}
+
+/// Writes /proc/<pid>/uid_map or gid_map (user_namespaces(7)): one `inside outside count`
+/// line per mapping, in a single write as the kernel requires.
+fn write_id_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), CreateError> {
+    if maps.is_empty() {
+        return Ok(());
+    }
+    let text: String = maps
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect();
+    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    std::fs::write(&path, text).map_err(io("write", &path))
+}
+
+/// The pid file, written atomically: containerd reads it as soon as create returns.
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
+    let path = std::path::absolute(path).map_err(io("pid file", path))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename", &path))
+}
+
+/// Whether the container gets a new user namespace or joins one.
+pub fn in_userns(plan: &Plan) -> bool {
+    plan.new_user
+        || plan
+            .join
+            .iter()
+            .any(|(t, _, _)| *t == LinuxNamespaceType::User)
+}

@@ -1,0 +1,103 @@
+//! Typed messages between the runtime and the processes it forks, over a socket pair.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("sync socket: bad message: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("the container's init exited before it was ready")]
+    Closed,
+    #[error("sync socket: expected {expected}, got {got:?}")]
+    Unexpected {
+        expected: &'static str,
+        got: Message,
+    },
+}
+
+/// Every message of the create protocol, in the order they flow (see process/mod.rs).
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Message {
+    /// stage 1 → parent: write the uid and gid maps of my new user namespace.
+    MappingRequest { pid: i32 },
+    /// parent → stage 1: the maps are written.
+    MappingWritten,
+    /// stage 1 → parent: init runs with this pid (in the runtime's pid namespace).
+    InitPid { pid: i32 },
+    /// parent → init: you are in your cgroup; go on.
+    Placed,
+    /// init → parent: mounts done; run the prestart and createRuntime hooks.
+    HooksRequest,
+    /// parent → init: hooks done.
+    HooksDone,
+    /// init → parent: everything but exec is done; waiting on the exec fifo.
+    Ready,
+    /// any child → parent: the step that failed, as a sentence.
+    Failed(String),
+}
+
+pub struct Channel(pub UnixStream);
+
+impl Channel {
+    pub fn send(&mut self, m: &Message) -> Result<(), SyncError> {
+        let body = serde_json::to_vec(m)?;
+        let mut buf = (body.len() as u32).to_le_bytes().to_vec();
+        buf.extend_from_slice(&body);
+        self.0.write_all(&buf)?;
+        Ok(())
+    }
+
+    pub fn recv(&mut self) -> Result<Message, SyncError> {
+        let mut len = [0u8; 4];
+        match self.0.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(SyncError::Closed)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+        self.0.read_exact(&mut body).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => SyncError::Closed,
+            _ => SyncError::Io(e),
+        })?;
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// Receives one message and checks it is the expected one (a `Failed` is an error too).
+    pub fn expect(
+        &mut self,
+        expected: &'static str,
+        ok: fn(&Message) -> bool,
+    ) -> Result<Message, SyncError> {
+        let m = self.recv()?;
+        if ok(&m) {
+            Ok(m)
+        } else {
+            Err(SyncError::Unexpected { expected, got: m })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut a, mut b) = (Channel(a), Channel(b));
+        a.send(&Message::InitPid { pid: 7 }).unwrap();
+        a.send(&Message::Failed("mount proc on /proc: boom".into()))
+            .unwrap();
+        assert!(matches!(b.recv().unwrap(), Message::InitPid { pid: 7 }));
+        assert!(b.expect("Ready", |m| matches!(m, Message::Ready)).is_err());
+        drop(a);
+        assert!(matches!(b.recv(), Err(SyncError::Closed)));
+    }
+}
