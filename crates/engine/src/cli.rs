@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::content::ImageRecord;
-use crate::images::familiar;
+use crate::images::{familiar, Platform};
 use crate::reference::Reference;
 
 #[derive(Parser)]
@@ -30,6 +30,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Pull an image from a registry.
+    Pull(PullArgs),
     /// Load images from an OCI layout directory, an oci-archive or a docker-archive.
     Load(LoadArgs),
     /// List images.
@@ -41,6 +43,18 @@ pub enum Command {
     Tag { source: String, target: String },
     /// Remove one or more images.
     Rmi(RmiArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// Print only the image reference.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// `os/arch[/variant]` to choose in a multi-platform image (default: this host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// `name[:tag][@digest]`.
+    pub reference: String,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +112,8 @@ pub enum ImageCommand {
     Ls(ImagesArgs),
     /// Load images (as `berth load`).
     Load(LoadArgs),
+    /// Pull an image (as `berth pull`).
+    Pull(PullArgs),
     /// Remove one or more images (as `berth rmi`).
     Rm(RmiArgs),
     /// Create a tag TARGET that refers to SOURCE.
@@ -109,6 +125,22 @@ pub enum ImageCommand {
     /// Unmount what `image mount` mounted.
     #[command(alias = "umount")]
     Unmount { image: String },
+}
+
+/// `linux/amd64`, `linux/arm64/v8`: the `--platform` value.
+pub fn parse_platform(s: &str) -> Option<Platform> {
+    let mut parts = s.split('/');
+    let os = parts.next().filter(|p| !p.is_empty())?;
+    let architecture = parts.next().filter(|p| !p.is_empty())?;
+    let variant = parts.next().map(str::to_string);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Platform {
+        architecture: architecture.to_string(),
+        os: os.to_string(),
+        variant,
+    })
 }
 
 /// One row of `berth images`: a tag of an image (or `<none>`).
@@ -318,6 +350,18 @@ mod tests {
     use super::*;
     use crate::digest::Digest;
     use chrono::TimeDelta;
+
+    #[test]
+    fn platforms() {
+        let p = parse_platform("linux/arm64/v8").unwrap();
+        assert_eq!(
+            (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
+            ("linux", "arm64", Some("v8"))
+        );
+        assert_eq!(parse_platform("linux/amd64").unwrap().variant, None);
+        assert!(parse_platform("linux").is_none());
+        assert!(parse_platform("a/b/c/d").is_none());
+    }
 
     #[test]
     fn sizes_like_docker() {

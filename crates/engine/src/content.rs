@@ -29,6 +29,10 @@ pub enum ContentError {
         expected: u64,
         actual: u64,
     },
+    #[error("read blob {digest}: {source}")]
+    Read { digest: Digest, source: io::Error },
+    #[error("verify blob {digest}: more than the declared {expected} bytes")]
+    TooLong { digest: Digest, expected: u64 },
     #[error("read blob {0}: not in the store")]
     BlobNotFound(Digest),
     #[error("parse {path}: {source}")]
@@ -148,33 +152,51 @@ impl Store {
     /// hashed and counted as they are written; more bytes than the declared size stop the
     /// copy at once, and the file is renamed into `blobs/` only when digest and size match.
     /// A blob already present is not read again.
-    pub fn write_blob(&self, expected: &Expected, reader: impl Read) -> Result<u64> {
+    pub fn write_blob(&self, expected: &Expected, mut reader: impl Read) -> Result<u64> {
         if let Ok(meta) = fs::metadata(self.blob_path(&expected.digest)) {
             return Ok(meta.len());
         }
-        // Reading one byte past the declared size is enough to know the blob lies.
-        let limit = expected.size.map_or(u64::MAX, |s| s.saturating_add(1));
-        let (tmp, digest, size) = self.ingest(reader.take(limit))?;
-        let verdict = if digest != expected.digest {
-            Err(ContentError::DigestMismatch {
-                expected: expected.digest.clone(),
-                actual: digest,
-            })
-        } else if expected.size.is_some_and(|s| s != size) {
-            Err(ContentError::SizeMismatch {
-                digest,
-                expected: expected.size.unwrap_or_default(),
-                actual: size,
-            })
-        } else {
-            Ok(())
-        };
-        if let Err(e) = verdict {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        let mut writer = self.blob_writer(expected)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(ContentError::Read {
+                        digest: expected.digest.clone(),
+                        source,
+                    })
+                }
+            };
+            writer.write(&buf[..n])?;
         }
-        self.commit(&tmp, &expected.digest)?;
-        Ok(size)
+        writer.commit()
+    }
+
+    /// A writer for a blob arriving in pieces (a registry download): see [`BlobWriter`].
+    pub fn blob_writer(&self, expected: &Expected) -> Result<BlobWriter<'_>> {
+        let tmp = self.ingest_path();
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(ContentError::io("create", &tmp))?;
+        Ok(BlobWriter {
+            store: self,
+            expected: expected.clone(),
+            writer: Some(DigestWriter::new(BufWriter::with_capacity(1 << 20, file))),
+            tmp,
+        })
+    }
+
+    fn ingest_path(&self) -> PathBuf {
+        self.ingest_dir().join(format!(
+            "{}-{}",
+            std::process::id(),
+            INGEST_SEQ.fetch_add(1, Ordering::Relaxed)
+        ))
     }
 
     /// Writes a blob whose digest is learnt from its content (a `docker save` member, a
@@ -191,11 +213,7 @@ impl Store {
 
     /// Copies `reader` to a new file in `ingest/`, fsynced, and returns its path, digest and size.
     fn ingest(&self, mut reader: impl Read) -> Result<(PathBuf, Digest, u64)> {
-        let tmp = self.ingest_dir().join(format!(
-            "{}-{}",
-            std::process::id(),
-            INGEST_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self.ingest_path();
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -338,6 +356,69 @@ impl Store {
     }
 }
 
+/// A blob being written: hashed and counted as it comes, refused as soon as it exceeds its
+/// declared size, and visible under its digest only after [`BlobWriter::commit`] has checked
+/// it. Dropped without a commit, it leaves nothing behind.
+pub struct BlobWriter<'a> {
+    store: &'a Store,
+    expected: Expected,
+    writer: Option<DigestWriter<BufWriter<File>>>,
+    tmp: PathBuf,
+}
+
+impl BlobWriter<'_> {
+    pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        if let Some(size) = self.expected.size {
+            if writer.count() + chunk.len() as u64 > size {
+                return Err(ContentError::TooLong {
+                    digest: self.expected.digest.clone(),
+                    expected: size,
+                });
+            }
+        }
+        writer
+            .write_all(chunk)
+            .map_err(ContentError::io("write", &self.tmp))
+    }
+
+    /// Checks digest and size, fsyncs and renames the blob into place; returns its size.
+    pub fn commit(mut self) -> Result<u64> {
+        let Some(writer) = self.writer.take() else {
+            return Err(ContentError::BlobNotFound(self.expected.digest.clone()));
+        };
+        let (buf, digest, size) = writer.finish();
+        buf.into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .map_err(ContentError::io("write", &self.tmp))?;
+        if digest != self.expected.digest {
+            return Err(ContentError::DigestMismatch {
+                expected: self.expected.digest.clone(),
+                actual: digest,
+            });
+        }
+        if let Some(expected) = self.expected.size.filter(|&s| s != size) {
+            return Err(ContentError::SizeMismatch {
+                digest,
+                expected,
+                actual: size,
+            });
+        }
+        self.store.commit(&self.tmp, &digest)?;
+        Ok(size)
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        // After a successful commit the file has been renamed away and this finds nothing.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
 /// Makes a rename durable: the directory entry itself must reach the disk.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -439,9 +520,12 @@ mod tests {
             digest: Digest::of(b"abc"),
             size: Some(3),
         };
-        // An endless stream: the store must stop after size + 1 bytes.
+        // An endless stream: the store stops as soon as it passes the declared size.
         let err = store.write_blob(&expected, io::repeat(b'a')).unwrap_err();
-        assert!(matches!(err, ContentError::DigestMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, ContentError::TooLong { expected: 3, .. }),
+            "{err}"
+        );
         let short = Expected {
             digest: Digest::of(b"abc"),
             size: Some(4),

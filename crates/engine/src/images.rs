@@ -197,12 +197,12 @@ pub struct RootFs {
 }
 
 /// A manifest or an index: told by `mediaType` when present, by shape when not.
-enum Document {
+pub enum Document {
     Manifest(Manifest),
     Index(Index),
 }
 
-fn parse_document(data: &[u8], digest: &Digest) -> Result<Document> {
+pub fn parse_document(data: &[u8], digest: &Digest) -> Result<Document> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -438,6 +438,33 @@ impl Images {
                 self.resolve(child, source, visited, depth + 1)
             }
         }
+    }
+
+    /// Records an image whose manifest, config and layer blobs are all in the store (a
+    /// registry pull put them there): unpacks its layers, tags it, and notes its repo digests.
+    pub fn register(
+        &self,
+        manifest: &Digest,
+        tags: &[String],
+        repo_digests: &[String],
+    ) -> Result<Loaded> {
+        let loaded = self.install(manifest, &Source::Store, tags)?;
+        if repo_digests.is_empty() {
+            return Ok(loaded);
+        }
+        let image = self.content.update_images(|index| {
+            let image = index
+                .images
+                .get_mut(&loaded.image.id)
+                .ok_or_else(|| ImageError::NotFound(loaded.image.id.to_string()))?;
+            for d in repo_digests {
+                if !image.repo_digests.contains(d) {
+                    image.repo_digests.push(d.clone());
+                }
+            }
+            Ok::<_, ImageError>(image.clone())
+        })?;
+        Ok(Loaded { image, ..loaded })
     }
 
     /// Fetches config and layers of a manifest, unpacks the layers and records the image.

@@ -6,4 +6,5 @@ pub mod digest;
 pub mod images;
 pub mod layers;
 pub mod reference;
+pub mod registry;
 pub mod snapshots;

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Parser;
 
-use berth_engine::cli::{self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, RmiArgs};
+use berth_engine::cli::{
+    self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, PullArgs, RmiArgs,
+};
 use berth_engine::content::ImageRecord;
 use berth_engine::digest::Digest;
-use berth_engine::images::{familiar, Images};
+use berth_engine::images::{familiar, Images, Platform};
 use berth_engine::reference::Reference;
+use berth_engine::registry;
 use berth_engine::snapshots::{self, Snapshotter};
 
 fn main() -> anyhow::Result<()> {
@@ -27,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let images =
         Images::open(&cli.root).with_context(|| format!("open store {}", cli.root.display()))?;
     match cli.command {
+        Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull(&images, &args),
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load(&images, &args),
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => list(&images, &args),
         Command::Tag { source, target } | Command::Image(ImageCommand::Tag { source, target }) => {
@@ -41,6 +45,42 @@ fn main() -> anyhow::Result<()> {
         Command::Image(ImageCommand::Mount { image }) => mount(&images, &cli.root, &image),
         Command::Image(ImageCommand::Unmount { image }) => unmount(&images, &cli.root, &image),
     }
+}
+
+fn pull(images: &Images, args: &PullArgs) -> anyhow::Result<()> {
+    let reference: Reference = args.reference.parse()?;
+    let platform = match &args.platform {
+        Some(p) => cli::parse_platform(p)
+            .with_context(|| format!("parse --platform {p:?}: expected os/arch[/variant]"))?,
+        None => Platform::host(),
+    };
+    let quiet = args.quiet;
+    if !quiet {
+        let what = reference.tag().map_or_else(
+            || {
+                reference
+                    .digest()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            },
+            str::to_string,
+        );
+        println!("{what}: Pulling from {}", reference.repository());
+    }
+    let progress = move |line: String| {
+        if !quiet {
+            println!("{line}");
+        }
+    };
+    registry::pull(images, &reference, &platform, &progress)?;
+    if !quiet {
+        println!(
+            "Status: Downloaded image for {}",
+            familiar(&reference.to_string())
+        );
+    }
+    println!("{}", familiar(&reference.to_string()));
+    Ok(())
 }
 
 fn load(images: &Images, args: &LoadArgs) -> anyhow::Result<()> {

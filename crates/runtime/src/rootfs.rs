@@ -693,19 +693,14 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
         Mode::empty(),
     )
     .map_err(io("open", Path::new("/")))?;
-    for p in linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        mask_path(root.as_fd(), Path::new(p))?;
-    }
-    for p in linux
-        .and_then(|l| l.readonly_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    // Read-only paths first, as runc does.
+    let readonly = linux.and_then(|l| l.readonly_paths().as_ref());
+    for p in readonly.into_iter().flatten() {
         readonly_path(root.as_fd(), Path::new(p))?;
+    }
+    let masked = linux.and_then(|l| l.masked_paths().as_ref());
+    for p in masked.into_iter().flatten() {
+        mask_path(root.as_fd(), Path::new(p))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         remount_bind(Path::new("/"), m::MS_RDONLY)?;
@@ -773,10 +768,7 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
     let target =
         open_in_root(root, path, OFlags::PATH | OFlags::NOFOLLOW).map_err(io("open", path))?;
     let tpath = fd_path(target.as_fd());
-    remount_bind(
-        &tpath,
-        m::MS_RDONLY | m::MS_NOSUID | m::MS_NODEV | m::MS_NOEXEC,
-    )
+    remount_bind(&tpath, m::MS_RDONLY)
 }
 
 #[cfg(test)]

@@ -422,3 +422,26 @@ pub fn ns_type(fd: BorrowedFd<'_>, path: &Path) -> Result<libc::c_int> {
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE) };
     check("ioctl(NS_GET_NSTYPE)", Some(path), rc.into()).map(|t| t as libc::c_int)
 }
+
+/// Brings the loopback interface up (netdevice(7) SIOCSIFFLAGS): a new network namespace
+/// has `lo` down, and runc brings it up.
+pub fn loopback_up() -> Result<()> {
+    // SAFETY: socket takes integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check("socket", None, fd.into())?;
+    // SAFETY: the kernel just returned this descriptor; we are its only owner.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq with a NUL-terminated name; the kernel fills ifru_flags.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    check("ioctl(SIOCGIFFLAGS) lo", None, rc.into())?;
+    // SAFETY: SIOCGIFFLAGS set the flags member of the union, which we read and update.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; the kernel reads the name and flags.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    check("ioctl(SIOCSIFFLAGS) lo", None, rc.into()).map(drop)
+}

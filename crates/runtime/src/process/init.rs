@@ -158,6 +158,9 @@ fn init(ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError>
     if ctx.plan.creates(LinuxNamespaceType::Cgroup) {
         p::unshare(libc::CLONE_NEWCGROUP)?;
     }
+    if ctx.plan.creates(LinuxNamespaceType::Network) {
+        p::loopback_up()?;
+    }
     let terminal = process.terminal() == Some(true);
     let root = rootfs::prepare(&rootfs::Context {
         spec,
