@@ -1,0 +1,338 @@
+//! Registry client (OCI distribution-spec "Pull"): manifests and blobs fetched into the
+//! content store, each verified against its digest and size while it streams.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+
+use crate::content::{ContentError, Expected};
+use crate::digest::Digest;
+use crate::images::{
+    self, ImageError, Images, Loaded, Platform, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
+use crate::reference::Reference;
+
+/// What a registry may answer for a manifest: OCI and Docker schema 2 manifests and indexes.
+const ACCEPT: [&str; 4] = [
+    MEDIA_OCI_MANIFEST,
+    MEDIA_OCI_INDEX,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_DOCKER_LIST,
+];
+/// A manifest larger than this is refused (containerd's bound too).
+const MAX_MANIFEST_SIZE: usize = 4 << 20;
+/// Attempts per request; the waits between them double from `RETRY_BASE`.
+const ATTEMPTS: u32 = 4;
+const RETRY_BASE: Duration = Duration::from_millis(250);
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{op} {reference}: {source}")]
+    Client {
+        op: &'static str,
+        reference: String,
+        source: OciDistributionError,
+    },
+    #[error("read blob {digest} from {reference}: {source}")]
+    Stream {
+        digest: Digest,
+        reference: String,
+        source: std::io::Error,
+    },
+    #[error("verify manifest of {reference}: the registry sent {actual}, expected {expected}")]
+    ManifestDigest {
+        reference: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(
+        "fetch manifest of {reference}: {size} bytes, over the {MAX_MANIFEST_SIZE}-byte limit"
+    )]
+    ManifestTooLarge { reference: String, size: usize },
+    #[error("fetch manifest of {reference}: an index inside an index")]
+    NestedIndex { reference: String },
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("start async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// One line of progress, as `docker pull` prints them without a terminal.
+pub type Progress<'a> = &'a (dyn Fn(String) + Sync);
+
+/// Plain HTTP for loopback registries, as Docker allows without configuration; HTTPS elsewhere.
+fn protocol_for(domain: &str) -> ClientProtocol {
+    let host = match domain.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => domain,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        ClientProtocol::HttpsExcept(vec![domain.to_string()])
+    } else {
+        ClientProtocol::Https
+    }
+}
+
+/// Pulls `reference` for `platform` into the store, unpacks its layers and tags it.
+pub fn pull(
+    images: &Images,
+    reference: &Reference,
+    platform: &Platform,
+    progress: Progress<'_>,
+) -> Result<Loaded> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RegistryError::Runtime)?;
+    // Blobs are written under the shared gc lock: no garbage collection takes them before
+    // the image that names them is recorded.
+    let _gc = images.content().gc_lock(false)?;
+    let fetched = runtime.block_on(fetch(images, reference, platform, progress))?;
+    let tags: Vec<String> = reference
+        .tag()
+        .map(|_| reference.to_string())
+        .into_iter()
+        .collect();
+    let repo_digest = reference
+        .with_digest(fetched.top_digest.clone())
+        .to_string();
+    let loaded = images.register(&fetched.manifest, &tags, &[repo_digest])?;
+    progress(format!("Digest: {}", fetched.top_digest));
+    Ok(loaded)
+}
+
+struct Fetched {
+    /// The digest the registry names the image by: the index's for a multi-platform image.
+    top_digest: Digest,
+    /// The platform manifest, in the store.
+    manifest: Digest,
+}
+
+async fn fetch(
+    images: &Images,
+    reference: &Reference,
+    platform: &Platform,
+    progress: Progress<'_>,
+) -> Result<Fetched> {
+    let client = Client::new(ClientConfig {
+        protocol: protocol_for(reference.domain()),
+        max_concurrent_download: 8,
+        connect_timeout: Some(Duration::from_secs(30)),
+        read_timeout: Some(Duration::from_secs(60)),
+        ..ClientConfig::default()
+    });
+    let oci_ref = to_oci(reference)?;
+    let (data, top_digest) =
+        fetch_manifest(&client, &oci_ref, reference, reference.digest()).await?;
+    let (manifest_data, manifest_digest) = match images::parse_document(&data, &top_digest)? {
+        images::Document::Manifest(_) => (data, top_digest.clone()),
+        images::Document::Index(index) => {
+            let child = images::choose_platform(&index, &top_digest, platform)?;
+            let child_ref = to_oci(&reference.with_digest(child.digest.clone()))?;
+            fetch_manifest(&client, &child_ref, reference, Some(&child.digest)).await?
+        }
+    };
+    let images::Document::Manifest(manifest) =
+        images::parse_document(&manifest_data, &manifest_digest)?
+    else {
+        return Err(RegistryError::NestedIndex {
+            reference: reference.to_string(),
+        });
+    };
+    let store = images.content();
+    store.add_blob(&manifest_data[..])?;
+
+    let mut wanted = vec![(&manifest.config, false)];
+    wanted.extend(manifest.layers.iter().map(|l| (l, true)));
+    let downloads = wanted.into_iter().map(|(desc, is_layer)| {
+        let client = &client;
+        let oci_ref = &oci_ref;
+        async move {
+            // Lines name layers only, as Docker's do.
+            let say = |what: &str| {
+                if is_layer {
+                    progress(format!("{}: {what}", &desc.digest.hex()[..12]));
+                }
+            };
+            if store.has_blob(&desc.digest) {
+                say("Already exists");
+                return Ok(());
+            }
+            fetch_blob(client, oci_ref, reference, images, desc).await?;
+            say("Pull complete");
+            Ok::<_, RegistryError>(())
+        }
+    });
+    // Every blob at once: the layers download in parallel, each verified as it streams.
+    try_join_all(downloads).await?;
+    Ok(Fetched {
+        top_digest,
+        manifest: manifest_digest,
+    })
+}
+
+fn to_oci(reference: &Reference) -> Result<oci_client::Reference> {
+    reference
+        .to_string()
+        .parse()
+        .map_err(|e: oci_client::ParseError| RegistryError::Client {
+            op: "parse reference",
+            reference: reference.to_string(),
+            source: OciDistributionError::GenericError(Some(e.to_string())),
+        })
+}
+
+/// GET the manifest, with retries; its digest is computed here from the bytes, and must be
+/// the one asked for when there is one.
+async fn fetch_manifest(
+    client: &Client,
+    oci_ref: &oci_client::Reference,
+    reference: &Reference,
+    expected: Option<&Digest>,
+) -> Result<(Vec<u8>, Digest)> {
+    let mut attempt = 0;
+    let data = loop {
+        match client
+            .pull_manifest_raw(oci_ref, &RegistryAuth::Anonymous, &ACCEPT)
+            .await
+        {
+            Ok((data, _)) => break data,
+            Err(e) if attempt + 1 < ATTEMPTS && retryable(&e) => {
+                tracing::debug!(reference = %reference, error = %e, attempt, "retry manifest");
+                tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt)).await;
+                attempt += 1;
+            }
+            Err(source) => {
+                return Err(RegistryError::Client {
+                    op: "fetch manifest of",
+                    reference: reference.to_string(),
+                    source,
+                })
+            }
+        }
+    };
+    if data.len() > MAX_MANIFEST_SIZE {
+        return Err(RegistryError::ManifestTooLarge {
+            reference: reference.to_string(),
+            size: data.len(),
+        });
+    }
+    let actual = Digest::of(&data);
+    if let Some(expected) = expected.filter(|e| **e != actual) {
+        return Err(RegistryError::ManifestDigest {
+            reference: reference.to_string(),
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    Ok((data.to_vec(), actual))
+}
+
+/// Server errors and broken connections are worth another try; 4xx answers are not.
+fn retryable(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(r) => {
+            r.is_connect() || r.is_timeout() || r.status().is_some_and(|s| s.is_server_error())
+        }
+        OciDistributionError::ServerError { code, .. } => *code >= 500,
+        _ => false,
+    }
+}
+
+/// GET one blob into the store, verified while it streams; retried from the start on a
+/// server error or a broken connection.
+async fn fetch_blob(
+    client: &Client,
+    oci_ref: &oci_client::Reference,
+    reference: &Reference,
+    images: &Images,
+    desc: &images::Descriptor,
+) -> Result<()> {
+    let oci_desc = OciDescriptor {
+        media_type: desc.media_type.clone().unwrap_or_default(),
+        digest: desc.digest.to_string(),
+        size: i64::try_from(desc.size).unwrap_or(i64::MAX),
+        ..OciDescriptor::default()
+    };
+    let expected = Expected {
+        digest: desc.digest.clone(),
+        size: Some(desc.size),
+    };
+    let mut attempt = 0;
+    loop {
+        let result = async {
+            let mut stream =
+                client
+                    .pull_blob_stream(oci_ref, &oci_desc)
+                    .await
+                    .map_err(|source| RegistryError::Client {
+                        op: "fetch blob from",
+                        reference: reference.to_string(),
+                        source,
+                    })?;
+            let mut writer = images.content().blob_writer(&expected)?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|source| RegistryError::Stream {
+                    digest: desc.digest.clone(),
+                    reference: reference.to_string(),
+                    source,
+                })?;
+                writer.write(&chunk)?;
+            }
+            writer.commit()?;
+            Ok::<_, RegistryError>(())
+        }
+        .await;
+        let again = match &result {
+            Err(RegistryError::Client { source, .. }) => retryable(source),
+            Err(RegistryError::Stream { .. }) => true,
+            _ => false,
+        };
+        if !again || attempt + 1 >= ATTEMPTS {
+            return result;
+        }
+        tracing::debug!(digest = %desc.digest, attempt, "retry blob");
+        tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt)).await;
+        attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_use_plain_http() {
+        for domain in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "localhost",
+            "127.1.2.3",
+            "[::1]:5000",
+        ] {
+            assert!(
+                matches!(protocol_for(domain), ClientProtocol::HttpsExcept(ref v) if v == &[domain.to_string()]),
+                "{domain}"
+            );
+        }
+        for domain in ["docker.io", "quay.io:443", "10.0.0.1:5000"] {
+            assert_eq!(protocol_for(domain), ClientProtocol::Https, "{domain}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Integration tests against a real registry: Debian's `docker-registry` (distribution 2.8),
+//! started here on 127.0.0.1 with temporary storage, filled by skopeo from ../shared/images.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SHARED_OCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/images/oci");
+/// The manifest and config digests of `debian-multi` in the shared layout: skopeo copies the
+/// image to the registry unchanged, so a pull must find the same ones.
+const DEBIAN_MANIFEST: &str =
+    "sha256:744efca4a74d6ed17a3c15a01c6b972cddd3295f04a40aa0723fe5bec738d359";
+const DEBIAN_ID: &str = "sha256:ff4211a67a7ac5f7e7b5b79bd09d3173936b5d201b7ab6c6b30c971fbfb0c0ae";
+
+/// A registry process, stopped by its pid when the test ends.
+struct Registry {
+    child: Child,
+    addr: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Self {
+        // A free port: bind to port 0, read it, let it go for the registry.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry: install the Debian package docker-registry");
+        let registry = Self { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&registry.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {}",
+                registry.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    fn push(&self, name: &str, repo: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("oci:{SHARED_OCI}:{name}"))
+            .arg(format!("docker://{}/{repo}", self.addr))
+            .output()
+            .expect("run skopeo: install the Debian package skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn berth(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run berth")
+}
+
+fn berth_ok(root: &Path, args: &[&str]) -> String {
+    let out = berth(root, args);
+    assert!(
+        out.status.success(),
+        "berth {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests mount overlayfs and need root: run them as root (CI does)"
+    );
+}
+
+#[test]
+fn pull_by_tag_and_by_digest_from_a_local_registry() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(tmp.path());
+    registry.push("debian-multi", "debian:multi");
+    let addr = &registry.addr;
+    let root: PathBuf = tmp.path().join("root");
+
+    let reference = format!("{addr}/debian:multi");
+    let out = berth_ok(&root, &["pull", &reference]);
+    assert_eq!(out.matches(": Pull complete").count(), 4, "{out}");
+    assert!(out.contains(&format!("Digest: {DEBIAN_MANIFEST}")), "{out}");
+    assert!(out.trim_end().ends_with(&reference), "{out}");
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&berth_ok(&root, &["image", "inspect", &reference])).unwrap();
+    assert_eq!(inspect[0]["Id"], DEBIAN_ID);
+    assert_eq!(
+        inspect[0]["RepoDigests"][0],
+        format!("{addr}/debian@{DEBIAN_MANIFEST}")
+    );
+
+    // The same image again: nothing is downloaded.
+    let out = berth_ok(&root, &["pull", &reference]);
+    assert_eq!(out.matches(": Already exists").count(), 4, "{out}");
+
+    // By digest, into a fresh store; the image mounts and shows what the layers say.
+    let root2 = tmp.path().join("root2");
+    let by_digest = format!("{addr}/debian@{DEBIAN_MANIFEST}");
+    let out = berth_ok(&root2, &["pull", "-q", &by_digest]);
+    assert_eq!(out.trim(), by_digest);
+    assert_eq!(
+        berth_ok(&root2, &["images", "-q"]).trim(),
+        &DEBIAN_ID[7..19]
+    );
+    let path = PathBuf::from(berth_ok(&root2, &["image", "mount", &by_digest]).trim());
+    let hello = fs::read_to_string(path.join("opt/app/hello.txt"));
+    let conf: Vec<_> = fs::read_dir(path.join("opt/app/conf"))
+        .map(|d| d.count())
+        .into_iter()
+        .collect();
+    let issue = path.join("etc/issue").exists();
+    berth_ok(&root2, &["image", "unmount", &by_digest]);
+    assert!(hello.unwrap().starts_with("hello"));
+    assert_eq!(conf, [1], "opaque opt/app/conf holds only c.conf");
+    assert!(!issue, "etc/issue is whited out");
+
+    // An unknown tag fails with the registry's answer, and leaves no image.
+    let out = berth(
+        &tmp.path().join("root3"),
+        &["pull", &format!("{addr}/debian:nope")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("fetch manifest of {addr}/debian:nope")),
+        "{err}"
+    );
+}
