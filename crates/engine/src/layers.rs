@@ -1237,6 +1237,17 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_tar_cut_inside_an_entry() {
+        // What umoci 0.4.7's `insert` writes: a header and 8 bytes of data, no padding.
+        let tar = TarBuilder::new()
+            .file("derived.txt", 0o644, b"derived\n")
+            .finish();
+        let (_tmp, dir) = layer_dir();
+        let err = apply(&gzip(&tar[..520])[..], &dir, "test").unwrap_err();
+        assert!(matches!(err, LayerError::Stream { .. }), "{err}");
+    }
+
+    #[test]
     fn pax_times_have_nanoseconds() {
         let t = parse_pax_time(b"1700000000.5").unwrap();
         assert_eq!((t.tv_sec, t.tv_nsec), (1_700_000_000, 500_000_000));
