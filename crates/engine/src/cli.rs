@@ -43,6 +43,15 @@ pub enum Command {
     Tag { source: String, target: String },
     /// Remove one or more images.
     Rmi(RmiArgs),
+    /// Manage the store.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SystemCommand {
+    /// Verify every blob and layer of the store, and report orphans and left-overs.
+    Check,
 }
 
 #[derive(clap::Args)]

@@ -785,6 +785,113 @@ impl Images {
         Ok(out)
     }
 
+    /// Checks the whole store: every blob against its digest, every image's blobs and
+    /// layers, every layer's metadata, orphans and left-overs. Runs under the exclusive gc
+    /// lock, so no load or pull is half-way through.
+    pub fn check(&self) -> Result<Vec<Problem>> {
+        let _gc = self.content.gc_lock(true)?;
+        let mut problems = Vec::new();
+        let blobs_dir = self.content.root().join("content/blobs/sha256");
+        let entries =
+            std::fs::read_dir(&blobs_dir).map_err(io_err("read directory", &blobs_dir))?;
+        let mut blobs = BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err("read directory", &blobs_dir))?;
+            let name = entry.file_name();
+            let Some(digest) = name
+                .to_str()
+                .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
+            else {
+                problems.push(Problem::StrayFile(entry.path()));
+                continue;
+            };
+            let mut reader = crate::digest::DigestReader::new(self.content.open_blob(&digest)?);
+            io::copy(&mut reader, &mut io::sink()).map_err(io_err("read", &entry.path()))?;
+            let (actual, _) = reader.finish();
+            if actual != digest {
+                problems.push(Problem::CorruptBlob {
+                    digest: digest.clone(),
+                    actual,
+                });
+            }
+            blobs.insert(digest);
+        }
+        let mut layers = BTreeSet::new();
+        for chain_id in self.layers.list()? {
+            let bad = |what: &str| Problem::BadLayer {
+                chain_id: chain_id.clone(),
+                what: what.to_string(),
+            };
+            match self.layers.get(&chain_id) {
+                Ok(Some(info)) if info.chain_id != chain_id => {
+                    problems.push(bad("layer.json names another chain id"))
+                }
+                Ok(Some(_)) if !self.layers.diff_dir(&chain_id).is_dir() => {
+                    problems.push(bad("no diff directory"))
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => problems.push(bad("no layer.json")),
+                Err(e) => problems.push(bad(&e.to_string())),
+            }
+            layers.insert(chain_id);
+        }
+        let mut used_blobs = BTreeSet::new();
+        let mut used_layers = BTreeSet::new();
+        for image in self.content.images()?.images.values() {
+            let mut wanted = vec![image.manifest.clone(), image.id.clone()];
+            if let Ok((manifest, config)) = self.manifest_and_config(image) {
+                wanted.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+                let diff_ids: Vec<Digest> = config
+                    .pointer("/rootfs/diff_ids")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                if layers::chain_ids(&diff_ids) != image.chain_ids {
+                    problems.push(Problem::WrongChain {
+                        image: image.id.clone(),
+                    });
+                }
+            }
+            for digest in wanted {
+                if !blobs.contains(&digest) {
+                    problems.push(Problem::MissingBlob {
+                        image: image.id.clone(),
+                        digest: digest.clone(),
+                    });
+                }
+                used_blobs.insert(digest);
+            }
+            for chain_id in &image.chain_ids {
+                if !layers.contains(chain_id) {
+                    problems.push(Problem::MissingLayer {
+                        image: image.id.clone(),
+                        chain_id: chain_id.clone(),
+                    });
+                }
+                used_layers.insert(chain_id.clone());
+            }
+        }
+        problems.extend(
+            blobs
+                .difference(&used_blobs)
+                .cloned()
+                .map(Problem::OrphanBlob),
+        );
+        problems.extend(
+            layers
+                .difference(&used_layers)
+                .cloned()
+                .map(Problem::OrphanLayer),
+        );
+        for dir in [
+            self.content.root().join("content/ingest"),
+            self.content.root().join("layers/tmp"),
+        ] {
+            let entries = std::fs::read_dir(&dir).map_err(io_err("read directory", &dir))?;
+            problems.extend(entries.flatten().map(|e| Problem::LeftOver(e.path())));
+        }
+        Ok(problems)
+    }
+
     /// Removes every blob and layer that no image refers to; returns how many of each.
     /// Runs under the exclusive gc lock: no load is between writing a blob and naming it.
     pub fn collect_garbage(&self) -> Result<(usize, usize)> {
@@ -816,6 +923,67 @@ impl Images {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Something `berth system check` found wrong with the store.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// A blob whose content does not hash to its name: written in place, or damaged since.
+    CorruptBlob {
+        digest: Digest,
+        actual: Digest,
+    },
+    /// A file in `blobs/sha256/` that is not named by a digest.
+    StrayFile(PathBuf),
+    MissingBlob {
+        image: Digest,
+        digest: Digest,
+    },
+    MissingLayer {
+        image: Digest,
+        chain_id: Digest,
+    },
+    /// An image whose recorded chain ids are not those of its config's diff_ids.
+    WrongChain {
+        image: Digest,
+    },
+    /// A layer directory without a readable `layer.json` or `diff/`, or under a wrong name.
+    BadLayer {
+        chain_id: Digest,
+        what: String,
+    },
+    /// Blobs and layers no image refers to: what a killed pull leaves until the next pull
+    /// names them or `image prune` removes them.
+    OrphanBlob(Digest),
+    OrphanLayer(Digest),
+    /// A half-written file or directory of a process that is gone.
+    LeftOver(PathBuf),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CorruptBlob { digest, actual } => {
+                write!(f, "blob {digest}: content has digest {actual}")
+            }
+            Self::StrayFile(path) => write!(f, "{}: not a blob", path.display()),
+            Self::MissingBlob { image, digest } => {
+                write!(f, "image {image}: blob {digest} is missing")
+            }
+            Self::MissingLayer { image, chain_id } => {
+                write!(f, "image {image}: layer {chain_id} is missing")
+            }
+            Self::WrongChain { image } => {
+                write!(f, "image {image}: chain ids do not match its config")
+            }
+            Self::BadLayer { chain_id, what } => write!(f, "layer {chain_id}: {what}"),
+            Self::OrphanBlob(d) => write!(f, "blob {d}: no image refers to it"),
+            Self::OrphanLayer(d) => write!(f, "layer {d}: no image refers to it"),
+            Self::LeftOver(path) => {
+                write!(f, "{}: left over by an interrupted write", path.display())
+            }
+        }
     }
 }
 

@@ -294,6 +294,8 @@ struct Unpacker<'a> {
     /// Directories get their mtime last: creating their children changes it.
     dir_times: Vec<(Vec<u8>, Timestamps)>,
     size: u64,
+    /// One copy buffer for every file of the layer.
+    buf: Vec<u8>,
 }
 
 impl<'a> Unpacker<'a> {
@@ -304,6 +306,7 @@ impl<'a> Unpacker<'a> {
             parent_cache: None,
             dir_times: Vec::new(),
             size: 0,
+            buf: vec![0u8; 256 * 1024],
         }
     }
 
@@ -555,9 +558,8 @@ impl<'a> Unpacker<'a> {
         )
         .map_err(io_err("create", path))?;
         let mut file = File::from(fd);
-        let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = match entry.read(&mut buf) {
+            let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -568,11 +570,12 @@ impl<'a> Unpacker<'a> {
                     })
                 }
             };
-            file.write_all(&buf[..n]).map_err(|source| LayerError::Io {
-                op: "write",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            file.write_all(&self.buf[..n])
+                .map_err(|source| LayerError::Io {
+                    op: "write",
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             self.size += n as u64;
         }
         // chown before chmod: chown(2) clears the setuid and setgid bits.

@@ -9,6 +9,7 @@ use clap::Parser;
 
 use berth_engine::cli::{
     self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, PullArgs, RmiArgs,
+    SystemCommand,
 };
 use berth_engine::content::ImageRecord;
 use berth_engine::digest::Digest;
@@ -17,8 +18,18 @@ use berth_engine::reference::Reference;
 use berth_engine::registry;
 use berth_engine::snapshots::{self, Snapshotter};
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain on one line, no backtrace: `Error: open store /x: …`.
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let level: tracing::Level = cli
         .log_level
         .parse()
@@ -44,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Command::Image(ImageCommand::Prune) => prune(&images, &cli.root),
         Command::Image(ImageCommand::Mount { image }) => mount(&images, &cli.root, &image),
         Command::Image(ImageCommand::Unmount { image }) => unmount(&images, &cli.root, &image),
+        Command::System(SystemCommand::Check) => check(&images),
     }
 }
 
@@ -98,6 +110,11 @@ fn load(images: &Images, args: &LoadArgs) -> anyhow::Result<()> {
     if loaded.is_empty() {
         bail!("load: no image in the input matched");
     }
+    if !matches!(&args.input, Some(path) if path.is_dir()) {
+        // An archive is streamed into the store whole: what the chosen images do not use
+        // (other images, `docker save`'s per-layer json) goes now.
+        images.collect_garbage()?;
+    }
     for loaded in loaded {
         if args.quiet {
             println!("{}", loaded.image.id);
@@ -108,6 +125,17 @@ fn load(images: &Images, args: &LoadArgs) -> anyhow::Result<()> {
                 println!("Loaded image: {}", familiar(tag));
             }
         }
+    }
+    Ok(())
+}
+
+fn check(images: &Images) -> anyhow::Result<()> {
+    let problems = images.check()?;
+    for problem in &problems {
+        println!("{problem}");
+    }
+    if !problems.is_empty() {
+        bail!("system check: {} problems", problems.len());
     }
     Ok(())
 }

@@ -131,6 +131,8 @@ fn debian_multi_mounts_with_every_layer_applied() {
     let out = berth_ok(&root, &["load", "--input", SHARED_OCI]);
     assert!(out.contains("Loaded image: debian-multi:latest"), "{out}");
     assert!(out.contains("Loaded image: busybox-latest:latest"), "{out}");
+    // Every blob hashes to its name, every layer is whole, nothing is orphaned.
+    berth_ok(&root, &["system", "check"]);
 
     let path = PathBuf::from(berth_ok(&root, &["image", "mount", "debian-multi"]).trim());
     let _guard = Mounted(path.clone());

@@ -166,3 +166,53 @@ fn pull_by_tag_and_by_digest_from_a_local_registry() {
         "{err}"
     );
 }
+
+/// Kills `berth pull` with SIGKILL at several points, from the first requests to the middle of
+/// unpacking, then pulls again: the pull succeeds and `berth system check` finds every blob
+/// whole, every layer complete, and nothing orphaned or half-written.
+#[test]
+fn a_killed_pull_leaves_a_consistent_store() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(tmp.path());
+    registry.push("debian-multi", "debian:multi");
+    let root = tmp.path().join("root");
+    let reference = format!("{}/debian:multi", registry.addr);
+
+    // Pseudo-random delays, printed so that a failure can be replayed.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut delays = Vec::new();
+    for ceiling in [100, 300, 800, 1500, 3000, 6000] {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        delays.push(Duration::from_millis(20 + (seed >> 33) % ceiling));
+    }
+    eprintln!("kill delays: {delays:?}");
+    for delay in &delays {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("--root")
+            .arg(&root)
+            .args(["pull", "-q", &reference])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(*delay);
+        // Child::kill sends SIGKILL.
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    berth_ok(&root, &["pull", "-q", &reference]);
+    let check = berth(&root, &["system", "check"]);
+    assert!(
+        check.status.success(),
+        "system check after kills at {delays:?}: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(berth_ok(&root, &["images", "-q"]).trim(), &DEBIAN_ID[7..19]);
+}
