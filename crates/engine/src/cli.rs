@@ -34,6 +34,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Load images from an OCI layout directory, an oci-archive or a docker-archive.
     Load(LoadArgs),
+    /// Save images to a tar archive (stdout by default).
+    Save(SaveArgs),
     /// List images.
     Images(ImagesArgs),
     /// Manage images.
@@ -80,6 +82,25 @@ pub struct LoadArgs {
 }
 
 #[derive(clap::Args)]
+pub struct SaveArgs {
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// `docker-archive` (an OCI layout with Docker's manifest.json, as Docker 25 writes) or
+    /// `oci-archive`.
+    #[arg(long, value_enum, default_value = "docker-archive")]
+    pub format: SaveFormat,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SaveFormat {
+    DockerArchive,
+    OciArchive,
+}
+
+#[derive(clap::Args)]
 pub struct ImagesArgs {
     /// Only show image ids.
     #[arg(short, long)]
@@ -123,6 +144,8 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// Pull an image (as `berth pull`).
     Pull(PullArgs),
+    /// Save images (as `berth save`).
+    Save(SaveArgs),
     /// Remove one or more images (as `berth rmi`).
     Rm(RmiArgs),
     /// Create a tag TARGET that refers to SOURCE.

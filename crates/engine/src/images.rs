@@ -62,6 +62,8 @@ pub enum ImageError {
         digest: Digest,
         size: u64,
     },
+    #[error("read manifest {0}: an index where an image manifest was expected")]
+    NotAManifest(Digest),
     #[error("resolve manifest {0}: it refers to itself")]
     Cycle(Digest),
     #[error("resolve manifest {0}: indexes nested deeper than {MAX_INDEX_DEPTH}")]
@@ -290,14 +292,13 @@ impl Images {
     }
 
     /// Like [`Images::load_archive`], from a stream (`berth load` without `-i` reads stdin);
-    /// `label` names the stream in errors.
+    /// `path` only names the stream in errors.
     pub fn load_archive_from(
         &self,
         stream: impl Read,
-        label: &Path,
+        path: &Path,
         names: &[String],
     ) -> Result<Vec<Loaded>> {
-        let path = label;
         let _gc = self.content.gc_lock(false)?;
         let members = self.ingest_archive(path, stream)?;
         if let Some(manifest) = members.docs.get("manifest.json") {
@@ -476,7 +477,7 @@ impl Images {
     ) -> Result<Loaded> {
         let data = self.content.read_blob(manifest_digest)?;
         let Document::Manifest(manifest) = parse_document(&data, manifest_digest)? else {
-            return Err(ImageError::Cycle(manifest_digest.clone()));
+            return Err(ImageError::NotAManifest(manifest_digest.clone()));
         };
         let config_data = self.fetch_document("config", &manifest.config, source)?;
         let config: ImageConfig =
@@ -706,7 +707,7 @@ impl Images {
     ) -> Result<(Manifest, serde_json::Value)> {
         let data = self.content.read_blob(&image.manifest)?;
         let Document::Manifest(manifest) = parse_document(&data, &image.manifest)? else {
-            return Err(ImageError::Cycle(image.manifest.clone()));
+            return Err(ImageError::NotAManifest(image.manifest.clone()));
         };
         let config = self.content.read_blob(&image.id)?;
         let config = serde_json::from_slice(&config).map_err(|source| ImageError::Json {
@@ -892,6 +893,96 @@ impl Images {
         Ok(problems)
     }
 
+    /// Writes images as one tar: an OCI image layout (`oci-layout`, `index.json`, blobs by
+    /// digest) and, for `docker-archive`, also Docker's `manifest.json` pointing at the same
+    /// blobs, as `docker save` does since Docker 25. Layers are written as stored.
+    pub fn save(&self, names: &[String], format: ArchiveFormat, out: impl io::Write) -> Result<()> {
+        let index = self.content.images()?;
+        let mut chosen: Vec<(ImageRecord, Vec<String>)> = Vec::new();
+        for name in names {
+            let image = find(&index, name)?.clone();
+            let as_tag = name.parse::<Reference>().ok().map(|r| r.to_string());
+            let tags = match as_tag {
+                Some(tag) if image.repo_tags.contains(&tag) => vec![tag],
+                _ => image.repo_tags.clone(),
+            };
+            match chosen.iter_mut().find(|(i, _)| i.id == image.id) {
+                Some((_, known)) => {
+                    for tag in tags {
+                        if !known.contains(&tag) {
+                            known.push(tag);
+                        }
+                    }
+                }
+                None => chosen.push((image, tags)),
+            }
+        }
+        let mut tar = tar::Builder::new(out);
+        let mut written = HashSet::new();
+        let mut index_entries = Vec::new();
+        let mut docker_entries = Vec::new();
+        for (image, tags) in &chosen {
+            let (manifest, _) = self.manifest_and_config(image)?;
+            let mut blobs = vec![image.manifest.clone(), image.id.clone()];
+            blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+            for digest in blobs {
+                if written.insert(digest.clone()) {
+                    self.append_blob(&mut tar, &digest)?;
+                }
+            }
+            let manifest_size = self.content.read_blob(&image.manifest)?.len() as u64;
+            let descriptor = |tag: Option<&String>| {
+                let mut annotations = BTreeMap::new();
+                if let Some(tag) = tag {
+                    annotations.insert(ANNOTATION_CONTAINERD_NAME.to_string(), tag.clone());
+                    annotations.insert(ANNOTATION_REF_NAME.to_string(), familiar(tag));
+                }
+                Descriptor {
+                    media_type: Some(MEDIA_OCI_MANIFEST.to_string()),
+                    digest: image.manifest.clone(),
+                    size: manifest_size,
+                    annotations,
+                    platform: None,
+                }
+            };
+            if tags.is_empty() {
+                index_entries.push(descriptor(None));
+            }
+            index_entries.extend(tags.iter().map(|t| descriptor(Some(t))));
+            docker_entries.push(serde_json::json!({
+                "Config": format!("blobs/sha256/{}", image.id.hex()),
+                "RepoTags": tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
+                "Layers": manifest.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect::<Vec<_>>(),
+            }));
+        }
+        let oci_index = Index {
+            schema_version: 2,
+            media_type: Some(MEDIA_OCI_INDEX.to_string()),
+            manifests: index_entries,
+        };
+        let mut docs = vec![
+            ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+            ("index.json", to_json(&oci_index)?),
+        ];
+        if format == ArchiveFormat::DockerArchive {
+            docs.push(("manifest.json", to_json(&docker_entries)?));
+        }
+        for (name, data) in docs {
+            append(&mut tar, name, data.len() as u64, &data[..])?;
+        }
+        tar.into_inner()
+            .and_then(|mut w| w.flush())
+            .map_err(io_err("write archive", Path::new("(output)")))?;
+        Ok(())
+    }
+
+    fn append_blob<W: io::Write>(&self, tar: &mut tar::Builder<W>, digest: &Digest) -> Result<()> {
+        let file = self.content.open_blob(digest)?;
+        let path = self.content.blob_path(digest);
+        let size = file.metadata().map_err(io_err("stat", &path))?.len();
+        append(tar, &format!("blobs/sha256/{}", digest.hex()), size, file)
+    }
+
     /// Removes every blob and layer that no image refers to; returns how many of each.
     /// Runs under the exclusive gc lock: no load is between writing a blob and naming it.
     pub fn collect_garbage(&self) -> Result<(usize, usize)> {
@@ -924,6 +1015,42 @@ impl Images {
         }
         Ok(removed)
     }
+}
+
+/// What `berth save` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// An OCI image layout in a tar.
+    OciArchive,
+    /// The same, plus Docker's `manifest.json`: what `docker load` and `skopeo` read.
+    DockerArchive,
+}
+
+/// One archive member: mode 0644, owned by root, time 0, so that saving twice gives the
+/// same bytes.
+fn append<W: io::Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    size: u64,
+    data: impl Read,
+) -> Result<()> {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(size);
+    tar.append_data(&mut header, name, data)
+        .map_err(io_err("write archive member", Path::new(name)))
+}
+
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|source| ImageError::Json {
+        what: "archive document",
+        digest: "(new)".into(),
+        source,
+    })
 }
 
 /// Something `berth system check` found wrong with the store.

@@ -8,12 +8,12 @@ use anyhow::{bail, Context};
 use clap::Parser;
 
 use berth_engine::cli::{
-    self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, PullArgs, RmiArgs,
-    SystemCommand,
+    self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs,
+    SaveFormat, SystemCommand,
 };
 use berth_engine::content::ImageRecord;
 use berth_engine::digest::Digest;
-use berth_engine::images::{familiar, Images, Platform};
+use berth_engine::images::{familiar, ArchiveFormat, Images, Platform};
 use berth_engine::reference::Reference;
 use berth_engine::registry;
 use berth_engine::snapshots::{self, Snapshotter};
@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull(&images, &args),
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load(&images, &args),
+        Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save(&images, &args),
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => list(&images, &args),
         Command::Tag { source, target } | Command::Image(ImageCommand::Tag { source, target }) => {
             images.tag(&source, &target)?;
@@ -127,6 +128,40 @@ fn load(images: &Images, args: &LoadArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn save(images: &Images, args: &SaveArgs) -> anyhow::Result<()> {
+    let format = match args.format {
+        SaveFormat::DockerArchive => ArchiveFormat::DockerArchive,
+        SaveFormat::OciArchive => ArchiveFormat::OciArchive,
+    };
+    match &args.output {
+        Some(path) => {
+            // Written beside the target and renamed: a failed save leaves no half archive.
+            let tmp = path.with_extension("berth-tmp");
+            let file =
+                std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+            let result = images
+                .save(&args.images, format, std::io::BufWriter::new(file))
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    std::fs::rename(&tmp, path)
+                        .with_context(|| format!("rename to {}", path.display()))
+                });
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        }
+        None => {
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                bail!("save: refusing to write an archive to a terminal (use -o FILE)");
+            }
+            images.save(&args.images, format, stdout.lock())?;
+            Ok(())
+        }
+    }
 }
 
 fn check(images: &Images) -> anyhow::Result<()> {

@@ -658,3 +658,64 @@ fn many_layers_mount_and_snapshots_are_writable() {
     snapshots::unmount_overlay(&target).unwrap();
     snapshotter.remove("c1").unwrap();
 }
+
+#[test]
+fn save_round_trips_and_skopeo_reads_it() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    berth_ok(&root, &["load", "--input", SHARED_OCI, "busybox-latest"]);
+    berth_ok(&root, &["tag", "busybox-latest", "tools/bb:1"]);
+    let docker = tmp.path().join("saved-docker.tar");
+    let oci = tmp.path().join("saved-oci.tar");
+    berth_ok(
+        &root,
+        &["save", "-o", docker.to_str().unwrap(), "tools/bb:1"],
+    );
+    berth_ok(
+        &root,
+        &[
+            "save",
+            "--format",
+            "oci-archive",
+            "-o",
+            oci.to_str().unwrap(),
+            "tools/bb:1",
+        ],
+    );
+    // Saving is deterministic.
+    let again = tmp.path().join("again.tar");
+    berth_ok(
+        &root,
+        &["save", "-o", again.to_str().unwrap(), "tools/bb:1"],
+    );
+    assert_eq!(fs::read(&docker).unwrap(), fs::read(&again).unwrap());
+
+    // skopeo, which no one here wrote, reads both and finds the blobs whole.
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("docker-archive:{}", docker.display()),
+        &format!("oci:{}:a", tmp.path().join("copy1").display()),
+    ]);
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci-archive:{}:tools/bb:1", oci.display()),
+        &format!("oci:{}:b", tmp.path().join("copy2").display()),
+    ]);
+
+    // Both load back into a fresh store as the same image under the same tag.
+    for archive in [&docker, &oci] {
+        let fresh = tmp.path().join(format!(
+            "fresh-{}",
+            archive.file_name().unwrap().to_string_lossy()
+        ));
+        let out = berth_ok(&fresh, &["load", "-i", archive.to_str().unwrap()]);
+        assert_eq!(out.trim(), "Loaded image: tools/bb:1");
+        let inspect: serde_json::Value =
+            serde_json::from_str(&berth_ok(&fresh, &["image", "inspect", "tools/bb:1"])).unwrap();
+        assert_eq!(inspect[0]["Id"], BUSYBOX_ID);
+        berth_ok(&fresh, &["system", "check"]);
+    }
+}
