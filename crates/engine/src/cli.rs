@@ -32,6 +32,11 @@ pub struct Cli {
 pub enum Command {
     /// Pull an image from a registry.
     Pull(PullArgs),
+    /// Push an image to a registry.
+    Push {
+        /// `name[:tag]` of a local image, which names where it goes.
+        reference: String,
+    },
     /// Load images from an OCI layout directory, an oci-archive or a docker-archive.
     Load(LoadArgs),
     /// Save images to a tar archive (stdout by default).

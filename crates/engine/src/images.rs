@@ -441,6 +441,20 @@ impl Images {
         }
     }
 
+    /// Notes that a registry holds the image under `name@digest`.
+    pub fn add_repo_digest(&self, id: &Digest, repo_digest: &str) -> Result<()> {
+        self.content.update_images(|index| {
+            let image = index
+                .images
+                .get_mut(id)
+                .ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+            if !image.repo_digests.iter().any(|d| d == repo_digest) {
+                image.repo_digests.push(repo_digest.to_string());
+            }
+            Ok::<_, ImageError>(())
+        })
+    }
+
     /// Records an image whose manifest, config and layer blobs are all in the store (a
     /// registry pull put them there): unpacks its layers, tags it, and notes its repo digests.
     pub fn register(
@@ -450,21 +464,10 @@ impl Images {
         repo_digests: &[String],
     ) -> Result<Loaded> {
         let loaded = self.install(manifest, &Source::Store, tags)?;
-        if repo_digests.is_empty() {
-            return Ok(loaded);
+        for d in repo_digests {
+            self.add_repo_digest(&loaded.image.id, d)?;
         }
-        let image = self.content.update_images(|index| {
-            let image = index
-                .images
-                .get_mut(&loaded.image.id)
-                .ok_or_else(|| ImageError::NotFound(loaded.image.id.to_string()))?;
-            for d in repo_digests {
-                if !image.repo_digests.contains(d) {
-                    image.repo_digests.push(d.clone());
-                }
-            }
-            Ok::<_, ImageError>(image.clone())
-        })?;
+        let image = self.lookup(&loaded.image.id.to_string())?;
         Ok(Loaded { image, ..loaded })
     }
 

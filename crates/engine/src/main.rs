@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Images::open(&cli.root).with_context(|| format!("open store {}", cli.root.display()))?;
     match cli.command {
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull(&images, &args),
+        Command::Push { reference } => push(&images, &reference),
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load(&images, &args),
         Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save(&images, &args),
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => list(&images, &args),
@@ -93,6 +94,14 @@ fn pull(images: &Images, args: &PullArgs) -> anyhow::Result<()> {
         );
     }
     println!("{}", familiar(&reference.to_string()));
+    Ok(())
+}
+
+fn push(images: &Images, name: &str) -> anyhow::Result<()> {
+    let target: Reference = name.parse()?;
+    println!("The push refers to repository [{}]", target.name());
+    let progress = |line: String| println!("{line}");
+    registry::push(images, name, &target, &progress)?;
     Ok(())
 }
 

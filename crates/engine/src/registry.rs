@@ -313,6 +313,137 @@ async fn fetch_blob(
     }
 }
 
+/// Pushes a local image to `target` (distribution-spec "Push"): blobs the registry has are
+/// skipped (HEAD), blobs in another repository of the same registry are mounted from there,
+/// the rest are uploaded; the manifest goes last, byte for byte as stored, so its digest
+/// stays the image's. Returns the manifest digest.
+pub fn push(
+    images: &Images,
+    local: &str,
+    target: &Reference,
+    progress: Progress<'_>,
+) -> Result<Digest> {
+    let image = images.lookup(local)?;
+    let (manifest, _) = images.manifest_and_config(&image)?;
+    let manifest_data = images.content().read_blob(&image.manifest)?;
+    let media_type = manifest
+        .media_type
+        .clone()
+        .unwrap_or_else(|| MEDIA_OCI_MANIFEST.to_string());
+    // Cross-repository mounts only work inside one registry.
+    let mount_from: Option<Reference> = image
+        .repo_digests
+        .iter()
+        .filter_map(|d| d.parse::<Reference>().ok())
+        .find(|r| r.domain() == target.domain() && r.repository() != target.repository());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RegistryError::Runtime)?;
+    runtime.block_on(async {
+        let client = Client::new(ClientConfig {
+            protocol: protocol_for(target.domain()),
+            connect_timeout: Some(Duration::from_secs(30)),
+            ..ClientConfig::default()
+        });
+        let oci_target = to_oci(target)?;
+        let oci_source = mount_from.as_ref().map(to_oci).transpose()?;
+        let mut blobs = vec![(manifest.config.clone(), false)];
+        blobs.extend(manifest.layers.iter().cloned().map(|l| (l, true)));
+        let uploads = blobs.iter().map(|(desc, is_layer)| {
+            let (client, oci_target, oci_source) = (&client, &oci_target, &oci_source);
+            async move {
+                let how = push_blob(
+                    client,
+                    oci_target,
+                    oci_source.as_ref(),
+                    images,
+                    target,
+                    &desc.digest,
+                )
+                .await?;
+                if *is_layer {
+                    progress(format!("{}: {how}", &desc.digest.hex()[..12]));
+                }
+                Ok::<_, RegistryError>(())
+            }
+        });
+        try_join_all(uploads).await?;
+        let content_type = media_type.parse().map_err(|_| RegistryError::Client {
+            op: "push manifest to",
+            reference: target.to_string(),
+            source: OciDistributionError::GenericError(Some(format!("media type {media_type:?}"))),
+        })?;
+        client
+            .push_manifest_raw(&oci_target, manifest_data.clone(), content_type)
+            .await
+            .map_err(|source| RegistryError::Client {
+                op: "push manifest to",
+                reference: target.to_string(),
+                source,
+            })?;
+        Ok::<_, RegistryError>(())
+    })?;
+    let digest = image.manifest.clone();
+    let repo_digest = target.with_digest(digest.clone()).to_string();
+    images.add_repo_digest(&image.id, &repo_digest)?;
+    progress(format!(
+        "{}: digest: {digest} size: {}",
+        target.tag().unwrap_or("latest"),
+        manifest_data.len()
+    ));
+    Ok(digest)
+}
+
+/// One blob to the registry: "Layer already exists", "Mounted from …" or "Pushed".
+async fn push_blob(
+    client: &Client,
+    target: &oci_client::Reference,
+    source: Option<&oci_client::Reference>,
+    images: &Images,
+    reference: &Reference,
+    digest: &Digest,
+) -> Result<String> {
+    let client_err = |op| {
+        move |source| RegistryError::Client {
+            op,
+            reference: reference.to_string(),
+            source,
+        }
+    };
+    let exists = client
+        .blob_exists(target, &digest.to_string())
+        .await
+        .map_err(client_err("check blob in"))?;
+    if exists {
+        return Ok("Layer already exists".into());
+    }
+    if let Some(source) = source {
+        // A failed mount is not an error: the registry may not have it there after all.
+        match client.mount_blob(target, source, &digest.to_string()).await {
+            Ok(())
+                if client
+                    .blob_exists(target, &digest.to_string())
+                    .await
+                    .unwrap_or(false) =>
+            {
+                return Ok(format!("Mounted from {}", source.repository()));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::debug!(digest = %digest, error = %e, "cross-repository mount failed")
+            }
+        }
+    }
+    let data = images.content().read_blob(digest)?;
+    client
+        .push_blob(target, data, &digest.to_string())
+        .await
+        .map_err(client_err("push blob to"))?;
+    Ok("Pushed".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -216,3 +216,44 @@ fn a_killed_pull_leaves_a_consistent_store() {
     );
     assert_eq!(berth_ok(&root, &["images", "-q"]).trim(), &DEBIAN_ID[7..19]);
 }
+
+/// Push back what was pulled (its layers mounted from the repository they came from), push an
+/// image loaded from a layout (its layer uploaded), and pull both again into a fresh store.
+#[test]
+fn push_back_and_pull_again() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(tmp.path());
+    registry.push("debian-multi", "debian:multi");
+    let addr = &registry.addr;
+    let root = tmp.path().join("root");
+    berth_ok(&root, &["pull", "-q", &format!("{addr}/debian:multi")]);
+
+    let copy = format!("{addr}/copy/debian:pushed");
+    berth_ok(&root, &["tag", &format!("{addr}/debian:multi"), &copy]);
+    let out = berth_ok(&root, &["push", &copy]);
+    assert_eq!(out.matches(": Mounted from debian").count(), 4, "{out}");
+    assert!(
+        out.contains(&format!("pushed: digest: {DEBIAN_MANIFEST}")),
+        "{out}"
+    );
+
+    berth_ok(&root, &["load", "--input", SHARED_OCI, "busybox-latest"]);
+    let bb = format!("{addr}/tools/busybox:1");
+    berth_ok(&root, &["tag", "busybox-latest", &bb]);
+    let out = berth_ok(&root, &["push", &bb]);
+    assert_eq!(out.matches(": Pushed").count(), 1, "{out}");
+    let out = berth_ok(&root, &["push", &bb]);
+    assert_eq!(out.matches(": Layer already exists").count(), 1, "{out}");
+
+    let fresh = tmp.path().join("fresh");
+    berth_ok(&fresh, &["pull", "-q", &copy]);
+    berth_ok(&fresh, &["pull", "-q", &bb]);
+    let ids = berth_ok(&fresh, &["images", "-q"]);
+    let mut ids: Vec<&str> = ids.lines().collect();
+    ids.sort();
+    let mut want = vec![&DEBIAN_ID[7..19], "d5a5cdcba7c2"];
+    want.sort();
+    assert_eq!(ids, want);
+    berth_ok(&fresh, &["system", "check"]);
+}
