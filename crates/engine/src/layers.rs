@@ -35,6 +35,8 @@ const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_WHITEOUT: &[u8] = b".wh..wh..opq";
 /// overlayfs(5): a directory with this xattr set to `y` hides the lower directories.
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// Length of a short link name in `<root>/l/`: enough hex of the chain id to be unique.
+const SHORT_LINK_LEN: usize = 16;
 /// PAX records that carry extended attributes (GNU tar and libarchive both write these).
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
 
@@ -69,6 +71,8 @@ pub enum LayerError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("link layer: short link {link} already points at {other}")]
+    LinkCollision { link: PathBuf, other: PathBuf },
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error("parse {path}: {source}")]
@@ -758,6 +762,8 @@ pub struct LayerSource {
 #[derive(Clone, Debug)]
 pub struct LayerStore {
     dir: PathBuf,
+    /// `<root>/l`: short links to the layers, as Docker's overlay2 keeps them.
+    links: PathBuf,
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -767,6 +773,7 @@ impl LayerStore {
     pub fn open(root: &Path) -> Result<Self> {
         let store = Self {
             dir: root.join("layers"),
+            links: root.join("l"),
         };
         let tmp = store.tmp_dir();
         fs::create_dir_all(&tmp).map_err(|source| LayerError::Io {
@@ -845,7 +852,49 @@ impl LayerStore {
             .collect())
     }
 
+    /// A short path to the layer's diff directory, `<root>/l/<first 16 hex of the chain id>`:
+    /// overlay's lowerdir list must fit in one page, and 128 full paths do not.
+    pub fn short_link(&self, chain_id: &Digest) -> Result<PathBuf> {
+        fs::create_dir_all(&self.links).map_err(|source| LayerError::Io {
+            op: "create directory",
+            path: self.links.clone(),
+            source,
+        })?;
+        let link = self.links.join(&chain_id.hex()[..SHORT_LINK_LEN]);
+        let target = Path::new("../layers").join(chain_id.hex()).join("diff");
+        let io = |op, link: &Path| {
+            let path = link.to_path_buf();
+            move |source| LayerError::Io { op, path, source }
+        };
+        match fs::read_link(&link) {
+            Ok(existing) if existing == target => {}
+            Ok(other) => return Err(LayerError::LinkCollision { link, other }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match std::os::unix::fs::symlink(&target, &link) {
+                    // Another berth made the same link at the same moment.
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                        return Err(io("symlink", &link)(e))
+                    }
+                    _ => {}
+                }
+            }
+            Err(e) => return Err(io("readlink", &link)(e)),
+        }
+        Ok(link)
+    }
+
     pub fn remove(&self, chain_id: &Digest) -> Result<()> {
+        let link = self.links.join(&chain_id.hex()[..SHORT_LINK_LEN]);
+        match fs::remove_file(&link) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(LayerError::Io {
+                    op: "remove",
+                    path: link,
+                    source: e,
+                })
+            }
+            _ => {}
+        }
         let path = self.layer_dir(chain_id);
         // Rename first so a half-removed layer is never mistaken for a whole one.
         let doomed = self.new_tmp_path();
@@ -1295,7 +1344,10 @@ mod tests {
         let err = layers.unpack_image(&content, &lying).unwrap_err();
         assert!(matches!(err, LayerError::DiffIdMismatch { .. }), "{err}");
         assert_eq!(fs::read_dir(layers.tmp_dir()).unwrap().count(), 0);
+        let link = layers.short_link(&infos[1].chain_id).unwrap();
+        assert!(link.join("b").is_file());
         layers.remove(&infos[1].chain_id).unwrap();
         assert!(layers.get(&infos[1].chain_id).unwrap().is_none());
+        assert!(fs::symlink_metadata(&link).is_err());
     }
 }

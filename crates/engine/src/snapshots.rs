@@ -4,7 +4,6 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::CWD;
@@ -14,13 +13,11 @@ use rustix::mount::{
 };
 
 use crate::digest::Digest;
-use crate::layers::LayerStore;
+use crate::layers::{LayerError, LayerStore};
 
 /// mount(2) copies at most one page of options: a longer lowerdir list fails with EINVAL.
 /// Past this we use the new mount API, which takes each lower directory on its own.
 const LEGACY_OPTIONS_MAX: usize = 4095;
-/// Length of a short link name in `<root>/l/`: enough hex of the chain id to be unique.
-const SHORT_LINK_LEN: usize = 16;
 
 /// Why a snapshot could not be prepared, mounted or removed.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +38,8 @@ pub enum SnapshotError {
     InvalidId(String),
     #[error("prepare snapshot: layer {0} is not unpacked")]
     MissingLayer(Digest),
-    #[error("prepare snapshot: short link {link} already points at {other}")]
-    LinkCollision { link: PathBuf, other: PathBuf },
+    #[error(transparent)]
+    Layer(#[from] LayerError),
 }
 
 type Result<T> = std::result::Result<T, SnapshotError>;
@@ -269,26 +266,6 @@ impl Snapshotter {
         self.root.join("snapshots").join(id)
     }
 
-    /// A short path to the layer's diff directory: `<root>/l/<first 16 hex of chain id>`.
-    fn short_link(&self, chain_id: &Digest) -> Result<PathBuf> {
-        let dir = self.root.join("l");
-        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        let link = dir.join(&chain_id.hex()[..SHORT_LINK_LEN]);
-        let target = Path::new("../layers").join(chain_id.hex()).join("diff");
-        match fs::read_link(&link) {
-            Ok(existing) if existing == target => {}
-            Ok(other) => return Err(SnapshotError::LinkCollision { link, other }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => match symlink(&target, &link) {
-                Ok(()) => {}
-                // Another berth made the same link at the same moment.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("symlink", &link)(e)),
-            },
-            Err(e) => return Err(io_err("readlink", &link)(e)),
-        }
-        Ok(link)
-    }
-
     /// The image's layers as lower directories, newest first.
     fn lowerdirs(&self, chain_ids: &[Digest]) -> Result<Vec<PathBuf>> {
         chain_ids
@@ -298,7 +275,7 @@ impl Snapshotter {
                 if !self.layers.diff_dir(c).is_dir() {
                     return Err(SnapshotError::MissingLayer(c.clone()));
                 }
-                self.short_link(c)
+                Ok(self.layers.short_link(c)?)
             })
             .collect()
     }
@@ -404,7 +381,7 @@ mod tests {
         assert_eq!(m.lowerdirs.len(), 4);
         // Newest layer right under init, base layer last, each through its short link.
         for (dir, chain) in m.lowerdirs[1..].iter().zip(chains.iter().rev()) {
-            assert_eq!(dir.file_name().unwrap().len(), SHORT_LINK_LEN);
+            assert_eq!(dir.file_name().unwrap().len(), 16);
             assert_eq!(
                 fs::canonicalize(dir).unwrap(),
                 fs::canonicalize(s.layers.diff_dir(chain)).unwrap()
