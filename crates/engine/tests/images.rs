@@ -409,7 +409,7 @@ impl Layout {
 
     fn write_index(&self, mut manifest: serde_json::Value) {
         manifest["annotations"] =
-            serde_json::json!({"org.opencontainers.image.ref.name": "hostile:1"});
+            serde_json::json!({"org.opencontainers.image.ref.name": "built:1"});
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [manifest]});
         fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
         fs::write(
@@ -614,7 +614,7 @@ fn many_layers_mount_and_snapshots_are_writable() {
         .collect();
     let layout = Layout::new(tmp.path().join("tall"), &layers);
     berth_ok(&root, &["load", "--input", layout.path()]);
-    let path = PathBuf::from(berth_ok(&root, &["image", "mount", "hostile:1"]).trim());
+    let path = PathBuf::from(berth_ok(&root, &["image", "mount", "built:1"]).trim());
     let _guard = Mounted(path.clone());
     let names = fs::read_dir(path.join("layers")).unwrap().count();
     assert_eq!(names, 127, "128 layers, the last one whiting out the first");
@@ -622,11 +622,11 @@ fn many_layers_mount_and_snapshots_are_writable() {
         fs::read_to_string(path.join("layers/l064")).unwrap(),
         "64\n"
     );
-    berth_ok(&root, &["image", "unmount", "hostile:1"]);
+    berth_ok(&root, &["image", "unmount", "built:1"]);
 
     // A container's snapshot: init layer above the image, writes land in upper.
     let images = Images::open(&root).unwrap();
-    let image = images.lookup("hostile:1").unwrap();
+    let image = images.lookup("built:1").unwrap();
     let snapshotter = Snapshotter::new(&root, images.layers().clone());
     let init = InitFiles::new("box1", "nameserver 10.0.0.1\n");
     let overlay = snapshotter.prepare("c1", &image.chain_ids, &init).unwrap();
@@ -718,4 +718,56 @@ fn save_round_trips_and_skopeo_reads_it() {
         assert_eq!(inspect[0]["Id"], BUSYBOX_ID);
         berth_ok(&fresh, &["system", "check"]);
     }
+}
+
+/// A multi-platform index inside a layout: the host's manifest is the one loaded.
+#[test]
+fn loads_the_host_platform_from_an_index() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let host = berth_engine::images::Platform::host();
+    let other_arch = if host.architecture == "s390x" {
+        "riscv64"
+    } else {
+        "s390x"
+    };
+    let mut platforms = Vec::new();
+    for (arch, file) in [(other_arch, "other"), (host.architecture.as_str(), "host")] {
+        let tar = tar_of(&[(tar::EntryType::Regular, file, "", b"x")]);
+        let part = Layout::new(tmp.path().join(file), &[tar]);
+        let index: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(part.dir.join("index.json")).unwrap())
+                .unwrap();
+        let mut manifest = index["manifests"][0].clone();
+        manifest["annotations"] = serde_json::json!({});
+        manifest["platform"] = serde_json::json!({"os": "linux", "architecture": arch});
+        platforms.push((part, manifest));
+    }
+    // One layout holding both images' blobs, its index.json naming a nested index.
+    let layout = &platforms[1].0;
+    for entry in fs::read_dir(platforms[0].0.dir.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(
+            entry.path(),
+            layout.dir.join("blobs/sha256").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let nested = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [platforms[0].1, platforms[1].1],
+    });
+    let nested = layout.blob(
+        "application/vnd.oci.image.index.v1+json",
+        nested.to_string().as_bytes(),
+    );
+    layout.write_index(nested);
+    berth_ok(&root, &["load", "--input", layout.path()]);
+    let path = PathBuf::from(berth_ok(&root, &["image", "mount", "built:1"]).trim());
+    let _guard = Mounted(path.clone());
+    assert!(path.join("host").is_file());
+    assert!(!path.join("other").exists());
+    berth_ok(&root, &["image", "unmount", "built:1"]);
 }
