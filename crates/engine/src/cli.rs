@@ -32,6 +32,13 @@ pub struct Cli {
 pub enum Command {
     /// Pull an image from a registry.
     Pull(PullArgs),
+    /// Log in to a registry (credentials kept in Docker's config.json).
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout {
+        /// Registry host, `docker.io` by default.
+        server: Option<String>,
+    },
     /// Push an image to a registry.
     Push {
         /// `name[:tag]` of a local image, which names where it goes.
@@ -84,6 +91,36 @@ pub struct LoadArgs {
     /// Load only the images with these `org.opencontainers.image.ref.name` (OCI) or
     /// RepoTags (docker-archive).
     pub names: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: String,
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from stdin (one line).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Registry host, `docker.io` by default.
+    pub server: Option<String>,
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`, `http://127.0.0.1:5000/` → `127.0.0.1:5000`.
+pub fn registry_domain(server: Option<&str>) -> String {
+    let server = server.unwrap_or(crate::reference::DEFAULT_DOMAIN);
+    let host = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "" => {
+            crate::reference::DEFAULT_DOMAIN.to_string()
+        }
+        other => other.to_string(),
+    }
 }
 
 #[derive(clap::Args)]
@@ -387,6 +424,20 @@ mod tests {
     use super::*;
     use crate::digest::Digest;
     use chrono::TimeDelta;
+
+    #[test]
+    fn registry_domains() {
+        assert_eq!(registry_domain(None), "docker.io");
+        assert_eq!(
+            registry_domain(Some("https://index.docker.io/v1/")),
+            "docker.io"
+        );
+        assert_eq!(
+            registry_domain(Some("http://127.0.0.1:5000/")),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(registry_domain(Some("quay.io")), "quay.io");
+    }
 
     #[test]
     fn platforms() {

@@ -1,5 +1,6 @@
 //! berth-engine: images, layers and root filesystems for the `berth` binary (see ../shared/design.md).
 
+pub mod auth;
 pub mod cli;
 pub mod content;
 pub mod digest;

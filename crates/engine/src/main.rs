@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Parser;
 
+use berth_engine::auth::{AuthFile, Credentials};
 use berth_engine::cli::{
-    self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, PullArgs, RmiArgs, SaveArgs,
-    SaveFormat, SystemCommand,
+    self, Cli, Command, Format, ImageCommand, ImagesArgs, LoadArgs, LoginArgs, PullArgs, RmiArgs,
+    SaveArgs, SaveFormat, SystemCommand,
 };
 use berth_engine::content::ImageRecord;
 use berth_engine::digest::Digest;
@@ -43,6 +44,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull(&images, &args),
         Command::Push { reference } => push(&images, &reference),
+        Command::Login(args) => login(&args),
+        Command::Logout { server } => logout(server.as_deref()),
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load(&images, &args),
         Command::Save(args) | Command::Image(ImageCommand::Save(args)) => save(&images, &args),
         Command::Images(args) | Command::Image(ImageCommand::Ls(args)) => list(&images, &args),
@@ -94,6 +97,37 @@ fn pull(images: &Images, args: &PullArgs) -> anyhow::Result<()> {
         );
     }
     println!("{}", familiar(&reference.to_string()));
+    Ok(())
+}
+
+fn login(args: &LoginArgs) -> anyhow::Result<()> {
+    let domain = cli::registry_domain(args.server.as_deref());
+    let password = match (&args.password, args.password_stdin) {
+        (Some(p), _) => p.clone(),
+        (None, true) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("read password from stdin")?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => bail!("login: give the password with -p or --password-stdin"),
+    };
+    let credentials = Credentials {
+        username: args.username.clone(),
+        password,
+    };
+    registry::login(&AuthFile::from_env()?, &domain, &credentials)?;
+    println!("Login Succeeded");
+    Ok(())
+}
+
+fn logout(server: Option<&str>) -> anyhow::Result<()> {
+    let domain = cli::registry_domain(server);
+    if !AuthFile::from_env()?.remove(&domain)? {
+        bail!("logout: not logged in to {domain}");
+    }
+    println!("Removing login credentials for {domain}");
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 
+use crate::auth::{AuthError, AuthFile, Credentials};
 use crate::content::{ContentError, Expected};
 use crate::digest::Digest;
 use crate::images::{
@@ -66,12 +67,148 @@ pub enum RegistryError {
     Image(#[from] ImageError),
     #[error("start async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{op} {url}: {source}")]
+    Http {
+        op: &'static str,
+        url: String,
+        source: reqwest::Error,
+    },
+    #[error("log in to {domain}: {what}")]
+    Login { domain: String, what: String },
 }
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
 /// One line of progress, as `docker pull` prints them without a terminal.
 pub type Progress<'a> = &'a (dyn Fn(String) + Sync);
+
+/// The credentials `berth login` stored for this registry, or anonymous access.
+fn auth_for(domain: &str) -> Result<RegistryAuth> {
+    Ok(match AuthFile::from_env()?.get(domain)? {
+        Some(c) => RegistryAuth::Basic(c.username, c.password),
+        None => RegistryAuth::Anonymous,
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RegistryError::Runtime)
+}
+
+/// Where the distribution API of a registry answers: Docker Hub's is not at `docker.io`.
+fn api_base(domain: &str) -> String {
+    let host = if domain == crate::reference::DEFAULT_DOMAIN {
+        "registry-1.docker.io"
+    } else {
+        domain
+    };
+    let scheme = match protocol_for(domain) {
+        ClientProtocol::Https => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// `berth login`: checks the credentials as Docker does (GET /v2/ with them; for a registry
+/// that answers with a Bearer challenge, a token request to its realm), then stores them.
+pub fn login(auth_file: &AuthFile, domain: &str, credentials: &Credentials) -> Result<()> {
+    runtime()?.block_on(check_credentials(domain, credentials))?;
+    auth_file.store(domain, credentials)?;
+    Ok(())
+}
+
+async fn check_credentials(domain: &str, credentials: &Credentials) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|source| RegistryError::Http {
+            op: "build client for",
+            url: domain.to_string(),
+            source,
+        })?;
+    let url = format!("{}/v2/", api_base(domain));
+    let send = |url: String| {
+        let request = http
+            .get(&url)
+            .basic_auth(&credentials.username, Some(&credentials.password));
+        async move {
+            request.send().await.map_err(|source| RegistryError::Http {
+                op: "GET",
+                url,
+                source,
+            })
+        }
+    };
+    let refused = |status: reqwest::StatusCode| RegistryError::Login {
+        domain: domain.to_string(),
+        what: format!("the registry answered {status}"),
+    };
+    let response = send(url.clone()).await?;
+    if response.status().is_success() {
+        return Ok(());
+    }
+    if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(refused(response.status()));
+    }
+    let challenge = response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let Some(params) = challenge.strip_prefix("Bearer ").map(parse_challenge) else {
+        // A Basic challenge to our basic credentials: they are wrong.
+        return Err(refused(response.status()));
+    };
+    let realm = params
+        .iter()
+        .find(|(k, _)| k == "realm")
+        .map(|(_, v)| v.clone());
+    let Some(realm) = realm else {
+        return Err(RegistryError::Login {
+            domain: domain.to_string(),
+            what: format!("Bearer challenge without realm: {challenge}"),
+        });
+    };
+    let mut token_url = reqwest::Url::parse(&realm).map_err(|e| RegistryError::Login {
+        domain: domain.to_string(),
+        what: format!("realm {realm}: {e}"),
+    })?;
+    if let Some((_, service)) = params.iter().find(|(k, _)| k == "service") {
+        token_url.query_pairs_mut().append_pair("service", service);
+    }
+    let response = send(token_url.to_string()).await?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(refused(response.status()))
+    }
+}
+
+/// RFC 7235 auth-params of a challenge: `realm="https://auth",service="registry"`.
+fn parse_challenge(params: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = params.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_string();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            }
+        } else {
+            after.split_once(',').unwrap_or((after, ""))
+        };
+        out.push((key, value.to_string()));
+        rest = next.trim_start_matches(',').trim();
+    }
+    out
+}
 
 /// Plain HTTP for loopback registries, as Docker allows without configuration; HTTPS elsewhere.
 fn protocol_for(domain: &str) -> ClientProtocol {
@@ -95,11 +232,7 @@ pub fn pull(
     platform: &Platform,
     progress: Progress<'_>,
 ) -> Result<Loaded> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RegistryError::Runtime)?;
+    let runtime = runtime()?;
     // Blobs are written under the shared gc lock: no garbage collection takes them before
     // the image that names them is recorded.
     let _gc = images.content().gc_lock(false)?;
@@ -138,14 +271,15 @@ async fn fetch(
         ..ClientConfig::default()
     });
     let oci_ref = to_oci(reference)?;
+    let auth = auth_for(reference.domain())?;
     let (data, top_digest) =
-        fetch_manifest(&client, &oci_ref, reference, reference.digest()).await?;
+        fetch_manifest(&client, &oci_ref, &auth, reference, reference.digest()).await?;
     let (manifest_data, manifest_digest) = match images::parse_document(&data, &top_digest)? {
         images::Document::Manifest(_) => (data, top_digest.clone()),
         images::Document::Index(index) => {
             let child = images::choose_platform(&index, &top_digest, platform)?;
             let child_ref = to_oci(&reference.with_digest(child.digest.clone()))?;
-            fetch_manifest(&client, &child_ref, reference, Some(&child.digest)).await?
+            fetch_manifest(&client, &child_ref, &auth, reference, Some(&child.digest)).await?
         }
     };
     let images::Document::Manifest(manifest) =
@@ -203,15 +337,13 @@ fn to_oci(reference: &Reference) -> Result<oci_client::Reference> {
 async fn fetch_manifest(
     client: &Client,
     oci_ref: &oci_client::Reference,
+    auth: &RegistryAuth,
     reference: &Reference,
     expected: Option<&Digest>,
 ) -> Result<(Vec<u8>, Digest)> {
     let mut attempt = 0;
     let data = loop {
-        match client
-            .pull_manifest_raw(oci_ref, &RegistryAuth::Anonymous, &ACCEPT)
-            .await
-        {
+        match client.pull_manifest_raw(oci_ref, auth, &ACCEPT).await {
             Ok((data, _)) => break data,
             Err(e) if attempt + 1 < ATTEMPTS && retryable(&e) => {
                 tracing::debug!(reference = %reference, error = %e, attempt, "retry manifest");
@@ -336,12 +468,8 @@ pub fn push(
         .iter()
         .filter_map(|d| d.parse::<Reference>().ok())
         .find(|r| r.domain() == target.domain() && r.repository() != target.repository());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RegistryError::Runtime)?;
-    runtime.block_on(async {
+    let auth = auth_for(target.domain())?;
+    runtime()?.block_on(async {
         let client = Client::new(ClientConfig {
             protocol: protocol_for(target.domain()),
             connect_timeout: Some(Duration::from_secs(30)),
@@ -349,6 +477,14 @@ pub fn push(
         });
         let oci_target = to_oci(target)?;
         let oci_source = mount_from.as_ref().map(to_oci).transpose()?;
+        client
+            .auth(&oci_target, &auth, oci_client::RegistryOperation::Push)
+            .await
+            .map_err(|source| RegistryError::Client {
+                op: "log in to push to",
+                reference: target.to_string(),
+                source,
+            })?;
         let mut blobs = vec![(manifest.config.clone(), false)];
         blobs.extend(manifest.layers.iter().cloned().map(|l| (l, true)));
         let uploads = blobs.iter().map(|(desc, is_layer)| {
@@ -447,6 +583,34 @@ async fn push_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_bearer_challenges() {
+        let params = parse_challenge(
+            r#"realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a:pull,push""#,
+        );
+        assert_eq!(
+            params,
+            [
+                (
+                    "realm".to_string(),
+                    "https://auth.docker.io/token".to_string()
+                ),
+                ("service".to_string(), "registry.docker.io".to_string()),
+                ("scope".to_string(), "repository:a:pull,push".to_string()),
+            ]
+        );
+        assert_eq!(
+            parse_challenge("realm=x, service=y"),
+            [("realm".into(), "x".into()), ("service".into(), "y".into())]
+        );
+    }
+
+    #[test]
+    fn api_bases() {
+        assert_eq!(api_base("docker.io"), "https://registry-1.docker.io");
+        assert_eq!(api_base("127.0.0.1:5000"), "http://127.0.0.1:5000");
+    }
 
     #[test]
     fn loopback_registries_use_plain_http() {

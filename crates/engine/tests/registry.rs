@@ -22,6 +22,11 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, None)
+    }
+
+    /// With `htpasswd`, the registry wants basic credentials for everything.
+    fn start_with(dir: &Path, htpasswd: Option<(&str, &str)>) -> Self {
         // A free port: bind to port 0, read it, let it go for the registry.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -30,14 +35,20 @@ impl Registry {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.join("config.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            dir.join("data").display()
+        );
+        if let Some((user, password)) = htpasswd {
+            let file = dir.join("htpasswd");
+            let hash = bcrypt::hash(password, 4).unwrap();
+            fs::write(&file, format!("{user}:{hash}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        fs::write(&config, yaml).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -59,8 +70,16 @@ impl Registry {
     }
 
     fn push(&self, name: &str, repo: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "-q", "--dest-tls-verify=false"])
+        self.push_as(name, repo, None);
+    }
+
+    fn push_as(&self, name: &str, repo: &str, creds: Option<&str>) {
+        let mut skopeo = Command::new("skopeo");
+        skopeo.args(["copy", "-q", "--dest-tls-verify=false"]);
+        if let Some(creds) = creds {
+            skopeo.arg(format!("--dest-creds={creds}"));
+        }
+        let out = skopeo
             .arg(format!("oci:{SHARED_OCI}:{name}"))
             .arg(format!("docker://{}/{repo}", self.addr))
             .output()
@@ -80,8 +99,10 @@ impl Drop for Registry {
     }
 }
 
+/// Each store gets its own Docker config (`<root>.docker/config.json`) for credentials.
 fn berth(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth"))
+        .env("DOCKER_CONFIG", root.with_extension("docker"))
         .arg("--root")
         .arg(root)
         .args(args)
@@ -194,6 +215,7 @@ fn a_killed_pull_leaves_a_consistent_store() {
     eprintln!("kill delays: {delays:?}");
     for delay in &delays {
         let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .env("DOCKER_CONFIG", root.with_extension("docker"))
             .arg("--root")
             .arg(&root)
             .args(["pull", "-q", &reference])
@@ -256,4 +278,54 @@ fn push_back_and_pull_again() {
     want.sort();
     assert_eq!(ids, want);
     berth_ok(&fresh, &["system", "check"]);
+}
+
+/// A registry that wants credentials: refused without them, refused with wrong ones, and
+/// served once `berth login` has stored them, for pull and push; `logout` takes them away.
+#[test]
+fn login_pull_push_logout_with_basic_auth() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with(tmp.path(), Some(("berth", "s3cret")));
+    registry.push_as("busybox-latest", "tools/busybox:1", Some("berth:s3cret"));
+    let addr = &registry.addr;
+    let root = tmp.path().join("root");
+    let reference = format!("{addr}/tools/busybox:1");
+
+    let out = berth(&root, &["pull", &reference]);
+    assert!(!out.status.success(), "pulled without credentials");
+
+    let out = berth(&root, &["login", "-u", "berth", "-p", "wrong", addr]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("log in to {addr}: the registry answered 401")),
+        "{err}"
+    );
+
+    let out = berth_ok(
+        &root,
+        &[
+            "login",
+            "-u",
+            "berth",
+            "-p",
+            "s3cret",
+            &format!("http://{addr}/"),
+        ],
+    );
+    assert_eq!(out.trim(), "Login Succeeded");
+    let config = fs::read_to_string(root.with_extension("docker").join("config.json")).unwrap();
+    assert!(config.contains(addr.as_str()), "{config}");
+
+    berth_ok(&root, &["pull", "-q", &reference]);
+    let pushed = format!("{addr}/tools/copy:2");
+    berth_ok(&root, &["tag", &reference, &pushed]);
+    let out = berth_ok(&root, &["push", &pushed]);
+    assert!(out.contains("Mounted from tools/busybox"), "{out}");
+
+    let out = berth_ok(&root, &["logout", addr]);
+    assert_eq!(out.trim(), format!("Removing login credentials for {addr}"));
+    let out = berth(&root, &["pull", &pushed]);
+    assert!(!out.status.success(), "pulled after logout");
 }
