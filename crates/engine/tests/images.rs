@@ -771,3 +771,45 @@ fn loads_the_host_platform_from_an_index() {
     assert!(!path.join("other").exists());
     berth_ok(&root, &["image", "unmount", "built:1"]);
 }
+
+/// A tag that moves to another image leaves the first one `<none>`; `image prune` removes it
+/// with the blobs and layers only it used, and the store checks clean.
+#[test]
+fn prune_removes_untagged_images_and_their_layers() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let shared = tar_of(&[(tar::EntryType::Regular, "shared", "", b"s")]);
+    let first = Layout::new(
+        tmp.path().join("first"),
+        &[
+            shared.clone(),
+            tar_of(&[(tar::EntryType::Regular, "one", "", b"1")]),
+        ],
+    );
+    let second = Layout::new(
+        tmp.path().join("second"),
+        &[
+            shared,
+            tar_of(&[(tar::EntryType::Regular, "two", "", b"2")]),
+        ],
+    );
+    let first_id = berth_ok(&root, &["load", "-q", "--input", first.path()]);
+    berth_ok(&root, &["load", "--input", second.path()]);
+    let table = berth_ok(&root, &["images"]);
+    assert!(table.lines().any(|l| l.starts_with("<none>")), "{table}");
+    assert_eq!(
+        fs::read_dir(root.join("layers")).unwrap().count(),
+        4,
+        "3 layers and tmp/"
+    );
+
+    let out = berth_ok(&root, &["image", "prune"]);
+    assert!(
+        out.contains(&format!("Deleted: {}", first_id.trim())),
+        "{out}"
+    );
+    assert!(out.contains("Removed 3 blobs and 1 layers"), "{out}");
+    assert_eq!(berth_ok(&root, &["images", "-q"]).lines().count(), 1);
+    berth_ok(&root, &["system", "check"]);
+}
