@@ -233,12 +233,24 @@ pub struct ImageRow {
     created: Option<DateTime<Utc>>,
 }
 
-/// The rows of `berth images`, newest first, one per tag.
+/// The rows of `berth images`, newest first: one per tag; an image pulled by digest shows
+/// its repository with tag `<none>`, an image with neither shows `<none>` twice. `filter` is
+/// a repository (`busybox`: all its tags) or a tagged name (`busybox:1`: that tag).
 pub fn image_rows(
     images: &[ImageRecord],
-    filter: Option<&Reference>,
+    filter: Option<&str>,
     now: DateTime<Utc>,
 ) -> Vec<ImageRow> {
+    let filter = filter.and_then(|f| {
+        let explicit_tag = f
+            .split('@')
+            .next()
+            .unwrap_or(f)
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
+        f.parse::<Reference>().ok().map(|r| (r, explicit_tag))
+    });
     let mut rows = Vec::new();
     for image in images {
         let created = image
@@ -246,39 +258,59 @@ pub fn image_rows(
             .as_deref()
             .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
             .map(|c| c.with_timezone(&Utc));
-        let row = |repository: String, tag: String| ImageRow {
-            repository,
-            tag,
-            digest: image.manifest.to_string(),
-            id: image.id.short().to_string(),
-            created_at: created.map_or_else(String::new, |c| {
-                c.format("%Y-%m-%d %H:%M:%S %z UTC").to_string()
-            }),
-            created_since: created
-                .map_or_else(|| "N/A".to_string(), |c| human_duration(now - c) + " ago"),
-            size: human_size(image.size),
-            created,
-        };
-        if image.repo_tags.is_empty() {
-            if filter.is_none() {
-                rows.push(row("<none>".into(), "<none>".into()));
+        let digests: Vec<Reference> = image
+            .repo_digests
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect();
+        let mut names: Vec<(Option<Reference>, String)> = image
+            .repo_tags
+            .iter()
+            .filter_map(|t| t.parse::<Reference>().ok())
+            .map(|r| {
+                let tag = r.tag().unwrap_or("<none>").to_string();
+                (Some(r), tag)
+            })
+            .collect();
+        if names.is_empty() {
+            for d in &digests {
+                if !names
+                    .iter()
+                    .any(|(n, _)| n.as_ref().is_some_and(|n| n.name() == d.name()))
+                {
+                    names.push((Some(d.clone()), "<none>".into()));
+                }
             }
-            continue;
         }
-        for tag in &image.repo_tags {
-            let Ok(r) = tag.parse::<Reference>() else {
-                continue;
-            };
-            if let Some(f) = filter {
-                // `berth images busybox` lists every tag of busybox; `busybox:1` just that one.
-                if f.name() != r.name() || (f.tag() != Some("latest") && f.tag() != r.tag()) {
+        if names.is_empty() {
+            names.push((None, "<none>".into()));
+        }
+        for (name, tag) in names {
+            if let Some((f, explicit_tag)) = &filter {
+                let Some(r) = &name else { continue };
+                if f.name() != r.name() || (*explicit_tag && f.tag() != r.tag()) {
                     continue;
                 }
             }
-            rows.push(row(
-                r.familiar_name(),
-                r.tag().unwrap_or("<none>").to_string(),
-            ));
+            // The digest the registry knows this repository's image by, else the manifest's.
+            let digest = name
+                .as_ref()
+                .and_then(|r| digests.iter().find(|d| d.name() == r.name()))
+                .and_then(|d| d.digest().cloned())
+                .unwrap_or_else(|| image.manifest.clone());
+            rows.push(ImageRow {
+                repository: name.map_or_else(|| "<none>".to_string(), |r| r.familiar_name()),
+                tag,
+                digest: digest.to_string(),
+                id: image.id.short().to_string(),
+                created_at: created.map_or_else(String::new, |c| {
+                    c.format("%Y-%m-%d %H:%M:%S %z UTC").to_string()
+                }),
+                created_since: created
+                    .map_or_else(|| "N/A".to_string(), |c| human_duration(now - c) + " ago"),
+                size: human_size(image.size),
+                created,
+            });
         }
     }
     rows.sort_by(|a, b| {
@@ -537,10 +569,19 @@ mod tests {
             .unwrap()
             .contains("DIGEST"));
 
-        let filter: Reference = "busybox".parse().unwrap();
-        assert_eq!(image_rows(&images, Some(&filter), now).len(), 2);
-        let filter: Reference = "busybox:1".parse().unwrap();
-        assert_eq!(image_rows(&images, Some(&filter), now).len(), 1);
+        assert_eq!(image_rows(&images, Some("busybox"), now).len(), 2);
+        assert_eq!(image_rows(&images, Some("busybox:1"), now).len(), 1);
+        assert_eq!(image_rows(&images, Some("busybox:latest"), now).len(), 1);
+        // Pulled by digest: the repository shows, with no tag, and the registry's digest.
+        let mut by_digest = image(4, &[], "2024-02-01T00:00:00Z");
+        let index_digest = Digest::of(b"index");
+        by_digest.repo_digests = vec![format!("127.0.0.1:5000/app@{index_digest}")];
+        let rows4 = image_rows(&[by_digest], None, now);
+        assert_eq!(
+            (rows4[0].repository.as_str(), rows4[0].tag.as_str()),
+            ("127.0.0.1:5000/app", "<none>")
+        );
+        assert_eq!(rows4[0].digest, index_digest.to_string());
         let json = serde_json::to_value(&rows[0]).unwrap();
         assert_eq!(json["Repository"], "127.0.0.1:5000/debian");
         assert_eq!(json["ID"], Digest::of(&[3]).short());

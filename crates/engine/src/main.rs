@@ -219,13 +219,8 @@ fn check(images: &Images) -> anyhow::Result<()> {
 }
 
 fn list(images: &Images, args: &ImagesArgs) -> anyhow::Result<()> {
-    let filter = args
-        .reference
-        .as_deref()
-        .map(str::parse::<Reference>)
-        .transpose()?;
     let records = images.list()?;
-    let rows = cli::image_rows(&records, filter.as_ref(), chrono::Utc::now());
+    let rows = cli::image_rows(&records, args.reference.as_deref(), chrono::Utc::now());
     if args.quiet {
         let mut seen = BTreeSet::new();
         for row in rows.iter().filter(|r| seen.insert(r.id.clone())) {
