@@ -17,7 +17,7 @@ use berth_engine::digest::Digest;
 use berth_engine::images::{familiar, ArchiveFormat, Images, Platform};
 use berth_engine::reference::Reference;
 use berth_engine::registry;
-use berth_engine::snapshots::{self, Snapshotter};
+use berth_engine::snapshots::Snapshotter;
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
@@ -253,19 +253,16 @@ fn inspect(images: &Images, names: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `<root>/mounts/<image id hex>`: where `image mount` puts an image's read-only view.
-fn mount_point(root: &Path, id: &Digest) -> PathBuf {
-    root.join("mounts").join(id.hex())
-}
-
-fn mounted_at(root: &Path, id: &Digest) -> Option<PathBuf> {
-    let path = mount_point(root, id);
-    snapshots::is_mount_point(&path).ok()?.then_some(path)
+fn mounted_at(images: &Images, root: &Path, id: &Digest) -> Option<PathBuf> {
+    Snapshotter::new(root, images.layers().clone())
+        .image_mounted_at(id)
+        .ok()
+        .flatten()
 }
 
 fn remove(images: &Images, root: &Path, args: &RmiArgs) -> anyhow::Result<()> {
     for name in &args.images {
-        for line in images.remove(name, args.force, |id| mounted_at(root, id))? {
+        for line in images.remove(name, args.force, |id| mounted_at(images, root, id))? {
             println!("{line}");
         }
     }
@@ -277,7 +274,7 @@ fn prune(images: &Images, root: &Path) -> anyhow::Result<()> {
     let dangling: Vec<ImageRecord> = images
         .list()?
         .into_iter()
-        .filter(|i| i.repo_tags.is_empty() && mounted_at(root, &i.id).is_none())
+        .filter(|i| i.repo_tags.is_empty() && mounted_at(images, root, &i.id).is_none())
         .collect();
     for image in dangling {
         for line in images.remove(&image.id.to_string(), false, |_| None)? {
@@ -291,25 +288,18 @@ fn prune(images: &Images, root: &Path) -> anyhow::Result<()> {
 
 fn mount(images: &Images, root: &Path, name: &str) -> anyhow::Result<()> {
     let image = images.lookup(name)?;
-    let target = mount_point(root, &image.id);
-    if mounted_at(root, &image.id).is_none() {
-        std::fs::create_dir_all(&target)
-            .with_context(|| format!("create directory {}", target.display()))?;
-        let snapshotter = Snapshotter::new(root, images.layers().clone());
-        snapshotter.view(&image.chain_ids)?.mount(&target)?;
-    }
+    let snapshotter = Snapshotter::new(root, images.layers().clone());
+    let target = snapshotter.mount_image(&image.id, &image.chain_ids)?;
     println!("{}", target.display());
     Ok(())
 }
 
 fn unmount(images: &Images, root: &Path, name: &str) -> anyhow::Result<()> {
     let image = images.lookup(name)?;
-    let Some(target) = mounted_at(root, &image.id) else {
+    let snapshotter = Snapshotter::new(root, images.layers().clone());
+    if snapshotter.unmount_image(&image.id)?.is_none() {
         bail!("unmount image {name}: not mounted");
-    };
-    snapshots::unmount_overlay(&target)?;
-    std::fs::remove_dir(&target)
-        .with_context(|| format!("remove directory {}", target.display()))?;
+    }
     println!("{}", image.id);
     Ok(())
 }

@@ -330,6 +330,38 @@ impl Snapshotter {
         })
     }
 
+    /// `<root>/mounts/<image id hex>`: where `image mount` puts an image's read-only view.
+    pub fn image_mount_point(&self, id: &Digest) -> PathBuf {
+        self.root.join("mounts").join(id.hex())
+    }
+
+    /// Where the image's view is mounted, if it is.
+    pub fn image_mounted_at(&self, id: &Digest) -> Result<Option<PathBuf>> {
+        let path = self.image_mount_point(id);
+        Ok(is_mount_point(&path)?.then_some(path))
+    }
+
+    /// `berth image mount` (podman-image-mount(1)): mounts the read-only merged view of an
+    /// image's layers, once, and returns where.
+    pub fn mount_image(&self, id: &Digest, chain_ids: &[Digest]) -> Result<PathBuf> {
+        let target = self.image_mount_point(id);
+        if self.image_mounted_at(id)?.is_none() {
+            fs::create_dir_all(&target).map_err(io_err("create directory", &target))?;
+            self.view(chain_ids)?.mount(&target)?;
+        }
+        Ok(target)
+    }
+
+    /// Unmounts an image's view; returns where it was, or `None` if it was not mounted.
+    pub fn unmount_image(&self, id: &Digest) -> Result<Option<PathBuf>> {
+        let Some(target) = self.image_mounted_at(id)? else {
+            return Ok(None);
+        };
+        unmount_overlay(&target)?;
+        fs::remove_dir(&target).map_err(io_err("remove directory", &target))?;
+        Ok(Some(target))
+    }
+
     /// Removes a container's snapshot (it must be unmounted).
     pub fn remove(&self, id: &str) -> Result<()> {
         validate_id(id)?;
