@@ -1,15 +1,21 @@
 //! The `berth` command line: Docker's command and flag names (docker(1), podman-image(1)),
 //! and how results are printed.
 
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::content::ImageRecord;
+use crate::digest::Digest;
 use crate::images::{familiar, Platform};
 use crate::reference::Reference;
+use crate::registry::Progress;
 
 #[derive(Parser)]
 #[command(
@@ -199,6 +205,82 @@ pub enum ImageCommand {
     /// Unmount what `image mount` mounted.
     #[command(alias = "umount")]
     Unmount { image: String },
+}
+
+/// Docker's plain lines (`<12 hex>: Pull complete`), for pipes and logs.
+pub struct ProgressLines {
+    quiet: bool,
+}
+
+impl Progress for ProgressLines {
+    fn start(&self, _: &Digest, _: u64) {}
+    fn advance(&self, _: &Digest, _: u64) {}
+    fn finish(&self, layer: &Digest, status: &str) {
+        self.line(&format!("{}: {status}", &layer.hex()[..12]));
+    }
+    fn line(&self, text: &str) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+}
+
+/// One bar per layer on a terminal, as `docker pull` draws them.
+pub struct ProgressBars {
+    bars: MultiProgress,
+    by_layer: Mutex<HashMap<Digest, ProgressBar>>,
+}
+
+impl ProgressBars {
+    fn bar(&self, layer: &Digest) -> ProgressBar {
+        let mut by_layer = self.by_layer.lock().unwrap_or_else(|e| e.into_inner());
+        by_layer
+            .entry(layer.clone())
+            .or_insert_with(|| {
+                let bar = self.bars.add(ProgressBar::new(0));
+                bar.set_prefix(layer.hex()[..12].to_string());
+                bar
+            })
+            .clone()
+    }
+}
+
+impl Progress for ProgressBars {
+    fn start(&self, layer: &Digest, size: u64) {
+        let bar = self.bar(layer);
+        bar.set_length(size);
+        let style =
+            ProgressStyle::with_template("{prefix}: Downloading [{bar:40}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+    }
+    fn advance(&self, layer: &Digest, n: u64) {
+        self.bar(layer).inc(n);
+    }
+    fn finish(&self, layer: &Digest, status: &str) {
+        let bar = self.bar(layer);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix}: {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.finish_with_message(status.to_string());
+    }
+    fn line(&self, text: &str) {
+        let _ = self.bars.println(text);
+    }
+}
+
+/// Bars when stdout is a terminal and `-q` is not given, Docker's lines otherwise.
+pub fn progress_for(quiet: bool) -> Box<dyn Progress> {
+    if !quiet && std::io::stdout().is_terminal() {
+        Box::new(ProgressBars {
+            bars: MultiProgress::new(),
+            by_layer: Mutex::new(HashMap::new()),
+        })
+    } else {
+        Box::new(ProgressLines { quiet })
+    }
 }
 
 /// `linux/amd64`, `linux/arm64/v8`: the `--platform` value.
@@ -454,7 +536,6 @@ pub fn inspect_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Digest;
     use chrono::TimeDelta;
 
     #[test]

@@ -71,31 +71,18 @@ fn pull(images: &Images, args: &PullArgs) -> anyhow::Result<()> {
             .with_context(|| format!("parse --platform {p:?}: expected os/arch[/variant]"))?,
         None => Platform::host(),
     };
-    let quiet = args.quiet;
-    if !quiet {
-        let what = reference.tag().map_or_else(
-            || {
-                reference
-                    .digest()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            },
-            str::to_string,
-        );
-        println!("{what}: Pulling from {}", reference.repository());
-    }
-    let progress = move |line: String| {
-        if !quiet {
-            println!("{line}");
-        }
-    };
-    registry::pull(images, &reference, &platform, &progress)?;
-    if !quiet {
-        println!(
-            "Status: Downloaded image for {}",
-            familiar(&reference.to_string())
-        );
-    }
+    let progress = cli::progress_for(args.quiet);
+    let what = reference
+        .tag()
+        .map(str::to_string)
+        .or_else(|| reference.digest().map(ToString::to_string))
+        .unwrap_or_default();
+    progress.line(&format!("{what}: Pulling from {}", reference.repository()));
+    registry::pull(images, &reference, &platform, progress.as_ref())?;
+    progress.line(&format!(
+        "Status: Downloaded image for {}",
+        familiar(&reference.to_string())
+    ));
     println!("{}", familiar(&reference.to_string()));
     Ok(())
 }
@@ -133,9 +120,12 @@ fn logout(server: Option<&str>) -> anyhow::Result<()> {
 
 fn push(images: &Images, name: &str) -> anyhow::Result<()> {
     let target: Reference = name.parse()?;
-    println!("The push refers to repository [{}]", target.name());
-    let progress = |line: String| println!("{line}");
-    registry::push(images, name, &target, &progress)?;
+    let progress = cli::progress_for(false);
+    progress.line(&format!(
+        "The push refers to repository [{}]",
+        target.name()
+    ));
+    registry::push(images, name, &target, progress.as_ref())?;
     Ok(())
 }
 

@@ -81,8 +81,18 @@ pub enum RegistryError {
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
-/// One line of progress, as `docker pull` prints them without a terminal.
-pub type Progress<'a> = &'a (dyn Fn(String) + Sync);
+/// What a pull or a push reports as it goes: `berth` draws bars on a terminal and prints
+/// Docker's lines otherwise.
+pub trait Progress: Sync {
+    /// A layer's transfer starts; `size` is its declared size.
+    fn start(&self, layer: &Digest, size: u64);
+    /// `n` more bytes of the layer went through.
+    fn advance(&self, layer: &Digest, n: u64);
+    /// The layer is done: "Pull complete", "Already exists", "Pushed", "Mounted from …".
+    fn finish(&self, layer: &Digest, status: &str);
+    /// Any other line: "Digest: …".
+    fn line(&self, text: &str);
+}
 
 /// The credentials `berth login` stored for this registry, or anonymous access.
 fn auth_for(domain: &str) -> Result<RegistryAuth> {
@@ -230,7 +240,7 @@ pub fn pull(
     images: &Images,
     reference: &Reference,
     platform: &Platform,
-    progress: Progress<'_>,
+    progress: &dyn Progress,
 ) -> Result<Loaded> {
     let runtime = runtime()?;
     // Blobs are written under the shared gc lock: no garbage collection takes them before
@@ -246,7 +256,7 @@ pub fn pull(
         .with_digest(fetched.top_digest.clone())
         .to_string();
     let loaded = images.register(&fetched.manifest, &tags, &[repo_digest])?;
-    progress(format!("Digest: {}", fetched.top_digest));
+    progress.line(&format!("Digest: {}", fetched.top_digest));
     Ok(loaded)
 }
 
@@ -261,7 +271,7 @@ async fn fetch(
     images: &Images,
     reference: &Reference,
     platform: &Platform,
-    progress: Progress<'_>,
+    progress: &dyn Progress,
 ) -> Result<Fetched> {
     let client = Client::new(ClientConfig {
         protocol: protocol_for(reference.domain()),
@@ -298,18 +308,18 @@ async fn fetch(
         let client = &client;
         let oci_ref = &oci_ref;
         async move {
-            // Lines name layers only, as Docker's do.
-            let say = |what: &str| {
-                if is_layer {
-                    progress(format!("{}: {what}", &desc.digest.hex()[..12]));
-                }
-            };
+            // Progress names layers only, as Docker's does.
             if store.has_blob(&desc.digest) {
-                say("Already exists");
+                if is_layer {
+                    progress.finish(&desc.digest, "Already exists");
+                }
                 return Ok(());
             }
-            fetch_blob(client, oci_ref, reference, images, desc).await?;
-            say("Pull complete");
+            let shown = is_layer.then_some(progress);
+            fetch_blob(client, oci_ref, reference, images, desc, shown).await?;
+            if is_layer {
+                progress.finish(&desc.digest, "Pull complete");
+            }
             Ok::<_, RegistryError>(())
         }
     });
@@ -395,6 +405,7 @@ async fn fetch_blob(
     reference: &Reference,
     images: &Images,
     desc: &images::Descriptor,
+    progress: Option<&dyn Progress>,
 ) -> Result<()> {
     let oci_desc = OciDescriptor {
         media_type: desc.media_type.clone().unwrap_or_default(),
@@ -419,6 +430,9 @@ async fn fetch_blob(
                         source,
                     })?;
             let mut writer = images.content().blob_writer(&expected)?;
+            if let Some(p) = progress {
+                p.start(&desc.digest, desc.size);
+            }
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|source| RegistryError::Stream {
                     digest: desc.digest.clone(),
@@ -426,6 +440,9 @@ async fn fetch_blob(
                     source,
                 })?;
                 writer.write(&chunk)?;
+                if let Some(p) = progress {
+                    p.advance(&desc.digest, chunk.len() as u64);
+                }
             }
             writer.commit()?;
             Ok::<_, RegistryError>(())
@@ -453,7 +470,7 @@ pub fn push(
     images: &Images,
     local: &str,
     target: &Reference,
-    progress: Progress<'_>,
+    progress: &dyn Progress,
 ) -> Result<Digest> {
     let image = images.lookup(local)?;
     let (manifest, _) = images.manifest_and_config(&image)?;
@@ -500,7 +517,7 @@ pub fn push(
                 )
                 .await?;
                 if *is_layer {
-                    progress(format!("{}: {how}", &desc.digest.hex()[..12]));
+                    progress.finish(&desc.digest, &how);
                 }
                 Ok::<_, RegistryError>(())
             }
@@ -524,7 +541,7 @@ pub fn push(
     let digest = image.manifest.clone();
     let repo_digest = target.with_digest(digest.clone()).to_string();
     images.add_repo_digest(&image.id, &repo_digest)?;
-    progress(format!(
+    progress.line(&format!(
         "{}: digest: {digest} size: {}",
         target.tag().unwrap_or("latest"),
         manifest_data.len()
