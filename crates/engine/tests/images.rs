@@ -6,14 +6,13 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
 
 use berth_engine::digest::Digest;
 use berth_engine::images::Images;
 use berth_engine::snapshots::{self, InitFiles, Snapshotter};
-
-/// The shared test images: an OCI layout with `busybox-latest` and `debian-multi`.
-const SHARED_OCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/images/oci");
+use common::{berth_command, berth_err, berth_ok, require_root, skopeo, Mounted, SHARED_OCI};
 
 const DEBIAN_MULTI_LAYERS: [&str; 4] = [
     "99110df126f6cd13b63c6c7420f0c4ba485bb27a785fc17e260d3347f60e1413",
@@ -23,71 +22,9 @@ const DEBIAN_MULTI_LAYERS: [&str; 4] = [
 ];
 const BUSYBOX_ID: &str = "sha256:d5a5cdcba7c278227a05a14a6919fb8fc87d317069502d65dab73d0ec4713fa5";
 
-/// Mounting overlays, making device nodes and setting trusted.* xattrs need root: CI is
-/// root, and a run that is not fails here, loudly, instead of passing without testing.
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these tests mount overlayfs and need root: run them as root (CI does)"
-    );
-}
-
-fn berth(root: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run berth");
-    out
-}
-
-/// Runs berth and returns its stdout, failing the test with its stderr if it fails.
-fn berth_ok(root: &Path, args: &[&str]) -> String {
-    let out = berth(root, args);
-    assert!(
-        out.status.success(),
-        "berth {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs berth, expects it to fail, and returns its stderr.
-fn berth_err(root: &Path, args: &[&str]) -> String {
-    let out = berth(root, args);
-    assert!(
-        !out.status.success(),
-        "berth {args:?} succeeded but should have failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr).unwrap()
-}
-
-/// Unmounts on drop, so that a failed assertion leaves no mount behind.
-struct Mounted(PathBuf);
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if snapshots::is_mount_point(&self.0).unwrap_or(false) {
-            let _ = snapshots::unmount_overlay(&self.0);
-        }
-    }
-}
-
-fn shared_oci() -> PathBuf {
-    let path = PathBuf::from(SHARED_OCI);
-    assert!(
-        path.join("index.json").is_file(),
-        "the shared test images are missing at {} (see ../shared/images/README.md)",
-        path.display()
-    );
-    path
-}
-
 /// The regular files of a gzip layer blob in the shared layout: path → (mode, content).
 fn layer_files(hex: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
-    let blob = fs::File::open(shared_oci().join("blobs/sha256").join(hex)).unwrap();
+    let blob = fs::File::open(Path::new(SHARED_OCI).join("blobs/sha256").join(hex)).unwrap();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
     let mut files = BTreeMap::new();
     for entry in archive.entries().unwrap() {
@@ -288,19 +225,6 @@ fn images_tag_inspect_and_rmi() {
     assert!(err.contains("no such image: busybox-latest"), "{err}");
 }
 
-/// skopeo (Debian package `skopeo`) makes the archives: a tool no one here wrote.
-fn skopeo(args: &[&str]) {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("run skopeo: install the Debian package skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn loads_docker_archive_and_oci_archive() {
     require_root();
@@ -349,9 +273,7 @@ fn loads_docker_archive_and_oci_archive() {
     enc.write_all(&fs::read(&docker).unwrap()).unwrap();
     enc.finish().unwrap();
     let root2 = tmp.path().join("root2");
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("--root")
-        .arg(&root2)
+    let out = berth_command(&root2)
         .arg("load")
         .stdin(fs::File::open(&gz).unwrap())
         .output()
@@ -582,6 +504,28 @@ fn corrupt_blobs_are_refused() {
     let err = berth_err(&root, &["load", "--input", layout.path()]);
     assert!(
         err.contains(&format!("read layer {}", layer["digest"].as_str().unwrap())),
+        "{err}"
+    );
+    assert_store_clean(&root);
+
+    // A layer declared as 10 GB: the copy stops at the real end, the sizes differ, refused.
+    let layout = Layout::new(tmp.path().join("huge-layer"), &[]);
+    let mut layer = layout.blob("application/vnd.oci.image.layer.v1.tar+gzip", &gzip(&good));
+    layer["size"] = serde_json::json!(10_000_000_000u64);
+    let config = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": [Digest::of(&good).to_string()]}});
+    let config = layout.blob(
+        "application/vnd.oci.image.config.v1+json",
+        config.to_string().as_bytes(),
+    );
+    let huge_layer = serde_json::json!({"schemaVersion": 2, "config": config, "layers": [layer]});
+    let huge_layer = layout.blob(
+        "application/vnd.oci.image.manifest.v1+json",
+        huge_layer.to_string().as_bytes(),
+    );
+    layout.write_index(huge_layer);
+    let err = berth_err(&root, &["load", "--input", layout.path()]);
+    assert!(
+        err.contains("does not match the declared 10000000000"),
         "{err}"
     );
     assert_store_clean(&root);

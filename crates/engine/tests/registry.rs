@@ -4,10 +4,13 @@
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SHARED_OCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/images/oci");
+mod common;
+
+use common::{berth, berth_command, berth_ok, require_root, SHARED_OCI};
+
 /// The manifest and config digests of `debian-multi` in the shared layout: skopeo copies the
 /// image to the registry unchanged, so a pull must find the same ones.
 const DEBIAN_MANIFEST: &str =
@@ -99,34 +102,6 @@ impl Drop for Registry {
     }
 }
 
-/// Each store gets its own Docker config (`<root>.docker/config.json`) for credentials.
-fn berth(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .env("DOCKER_CONFIG", root.with_extension("docker"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("run berth")
-}
-
-fn berth_ok(root: &Path, args: &[&str]) -> String {
-    let out = berth(root, args);
-    assert!(
-        out.status.success(),
-        "berth {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these tests mount overlayfs and need root: run them as root (CI does)"
-    );
-}
-
 #[test]
 fn pull_by_tag_and_by_digest_from_a_local_registry() {
     require_root();
@@ -214,10 +189,7 @@ fn a_killed_pull_leaves_a_consistent_store() {
     }
     eprintln!("kill delays: {delays:?}");
     for delay in &delays {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .env("DOCKER_CONFIG", root.with_extension("docker"))
-            .arg("--root")
-            .arg(&root)
+        let mut child = berth_command(&root)
             .args(["pull", "-q", &reference])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
