@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -72,8 +73,13 @@ impl Store {
     /// Opens the store at `root` (`/var/lib/berth` by default), creating its directories.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let store = Self { root: root.into() };
+        // Mode 700: blobs can hold anything an image ships, secrets included.
         for dir in [store.blobs_dir(), store.ingest_dir()] {
-            fs::create_dir_all(&dir).map_err(ContentError::io("create directory", &dir))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(ContentError::io("create directory", &dir))?;
         }
         store.remove_stale_ingests()?;
         Ok(store)

@@ -13,6 +13,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -776,11 +777,17 @@ impl LayerStore {
             links: root.join("l"),
         };
         let tmp = store.tmp_dir();
-        fs::create_dir_all(&tmp).map_err(|source| LayerError::Io {
-            op: "create directory",
-            path: tmp.clone(),
-            source,
-        })?;
+        // Mode 700: layers hold device nodes and setuid files with whatever mode the image
+        // gave them; no one but root may reach them through the host's file system.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(|source| LayerError::Io {
+                op: "create directory",
+                path: tmp.clone(),
+                source,
+            })?;
         store.remove_stale_tmp()?;
         Ok(store)
     }

@@ -92,8 +92,10 @@ impl OverlayMount {
     }
 
     fn mount_legacy(&self, target: &Path, options: &str) -> Result<()> {
+        // A view is for looking at: read-only, and its device nodes and setuid files (which
+        // an image may ship with any mode) give no access or privilege on the host.
         let flags = if self.upperdir.is_none() {
-            MountFlags::RDONLY
+            MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID
         } else {
             MountFlags::empty()
         };
@@ -135,6 +137,8 @@ impl OverlayMount {
         fsconfig_create(&fs).map_err(fail("fsconfig create"))?;
         let attrs = if self.upperdir.is_none() {
             MountAttrFlags::MOUNT_ATTR_RDONLY
+                | MountAttrFlags::MOUNT_ATTR_NODEV
+                | MountAttrFlags::MOUNT_ATTR_NOSUID
         } else {
             MountAttrFlags::empty()
         };
