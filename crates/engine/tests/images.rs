@@ -74,6 +74,19 @@ fn debian_multi_mounts_with_every_layer_applied() {
     let path = PathBuf::from(berth_ok(&root, &["image", "mount", "debian-multi"]).trim());
     let _guard = Mounted(path.clone());
     assert!(snapshots::is_mount_point(&path).unwrap());
+    // A view for looking at: read-only, no device access, no setuid.
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == path.to_str())
+        .unwrap();
+    let options = line.split(' ').nth(5).unwrap();
+    for flag in ["ro", "nosuid", "nodev"] {
+        assert!(
+            options.split(',').any(|o| o == flag),
+            "{flag} missing in {line}"
+        );
+    }
     let app = path.join("opt/app");
 
     // Layer 3's whiteouts: a file of the base, a file of layer 2, a directory of the base.
