@@ -47,6 +47,9 @@ pub enum Command {
     },
     /// Push an image to a registry.
     Push {
+        /// See `pull --tls-verify`.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        tls_verify: bool,
         /// `name[:tag]` of a local image, which names where it goes.
         reference: String,
     },
@@ -82,6 +85,10 @@ pub struct PullArgs {
     /// `os/arch[/variant]` to choose in a multi-platform image (default: this host's).
     #[arg(long)]
     pub platform: Option<String>,
+    /// `false`: HTTPS without checking the certificate, or plain HTTP (loopback registries
+    /// always are so).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
     /// `name[:tag][@digest]`.
     pub reference: String,
 }
@@ -108,6 +115,9 @@ pub struct LoginArgs {
     /// Read the password from stdin (one line).
     #[arg(long)]
     pub password_stdin: bool,
+    /// See `pull --tls-verify`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
     /// Registry host, `docker.io` by default.
     pub server: Option<String>,
 }

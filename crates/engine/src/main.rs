@@ -43,7 +43,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Images::open(&cli.root).with_context(|| format!("open store {}", cli.root.display()))?;
     match cli.command {
         Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull(&images, &args),
-        Command::Push { reference } => push(&images, &reference),
+        Command::Push {
+            reference,
+            tls_verify,
+        } => push(&images, &reference, tls_verify),
         Command::Login(args) => login(&args),
         Command::Logout { server } => logout(server.as_deref()),
         Command::Load(args) | Command::Image(ImageCommand::Load(args)) => load(&images, &args),
@@ -78,7 +81,13 @@ fn pull(images: &Images, args: &PullArgs) -> anyhow::Result<()> {
         .or_else(|| reference.digest().map(ToString::to_string))
         .unwrap_or_default();
     progress.line(&format!("{what}: Pulling from {}", reference.repository()));
-    registry::pull(images, &reference, &platform, progress.as_ref())?;
+    registry::pull(
+        images,
+        &reference,
+        &platform,
+        args.tls_verify,
+        progress.as_ref(),
+    )?;
     progress.line(&format!(
         "Status: Downloaded image for {}",
         familiar(&reference.to_string())
@@ -104,7 +113,12 @@ fn login(args: &LoginArgs) -> anyhow::Result<()> {
         username: args.username.clone(),
         password,
     };
-    registry::login(&AuthFile::from_env()?, &domain, &credentials)?;
+    registry::login(
+        &AuthFile::from_env()?,
+        &domain,
+        &credentials,
+        args.tls_verify,
+    )?;
     println!("Login Succeeded");
     Ok(())
 }
@@ -118,14 +132,14 @@ fn logout(server: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn push(images: &Images, name: &str) -> anyhow::Result<()> {
+fn push(images: &Images, name: &str, tls_verify: bool) -> anyhow::Result<()> {
     let target: Reference = name.parse()?;
     let progress = cli::progress_for(false);
     progress.line(&format!(
         "The push refers to repository [{}]",
         target.name()
     ));
-    registry::push(images, name, &target, progress.as_ref())?;
+    registry::push(images, name, &target, tls_verify, progress.as_ref())?;
     Ok(())
 }
 

@@ -111,29 +111,96 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Where the distribution API of a registry answers: Docker Hub's is not at `docker.io`.
-fn api_base(domain: &str) -> String {
-    let host = if domain == crate::reference::DEFAULT_DOMAIN {
+fn api_host(domain: &str) -> &str {
+    if domain == crate::reference::DEFAULT_DOMAIN {
         "registry-1.docker.io"
     } else {
         domain
+    }
+}
+
+/// How to talk to a registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    /// HTTPS without checking the certificate: `--tls-verify=false`, or a loopback registry.
+    HttpsUnverified,
+    Http,
+}
+
+impl Scheme {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Https | Self::HttpsUnverified => "https",
+            Self::Http => "http",
+        }
+    }
+
+    fn client_config(self, domain: &str) -> ClientConfig {
+        ClientConfig {
+            protocol: match self {
+                Self::Http => ClientProtocol::HttpsExcept(vec![domain.to_string()]),
+                _ => ClientProtocol::Https,
+            },
+            accept_invalid_certificates: self == Self::HttpsUnverified,
+            max_concurrent_download: 8,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(60)),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+/// Docker's rule for insecure registries, which loopback ones always are: HTTPS if the
+/// registry speaks it, certificate unchecked; plain HTTP if it does not. Others get HTTPS
+/// with the certificate checked, unless `tls_verify` is off.
+async fn negotiate(domain: &str, tls_verify: bool) -> Result<Scheme> {
+    if tls_verify && !is_loopback(domain) {
+        return Ok(Scheme::Https);
+    }
+    let url = format!("https://{}/v2/", api_host(domain));
+    let probe = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|source| RegistryError::Http {
+            op: "build client for",
+            url: url.clone(),
+            source,
+        })?;
+    // Any HTTP answer, 401 included, means the registry speaks TLS there.
+    let scheme = match probe.get(&url).send().await {
+        Ok(_) => Scheme::HttpsUnverified,
+        Err(e) => {
+            tracing::debug!(domain, error = %e, "no TLS, falling back to plain HTTP");
+            Scheme::Http
+        }
     };
-    let scheme = match protocol_for(domain) {
-        ClientProtocol::Https => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
+    Ok(scheme)
 }
 
 /// `berth login`: checks the credentials as Docker does (GET /v2/ with them; for a registry
 /// that answers with a Bearer challenge, a token request to its realm), then stores them.
-pub fn login(auth_file: &AuthFile, domain: &str, credentials: &Credentials) -> Result<()> {
-    runtime()?.block_on(check_credentials(domain, credentials))?;
+pub fn login(
+    auth_file: &AuthFile,
+    domain: &str,
+    credentials: &Credentials,
+    tls_verify: bool,
+) -> Result<()> {
+    runtime()?.block_on(check_credentials(domain, credentials, tls_verify))?;
     auth_file.store(domain, credentials)?;
     Ok(())
 }
 
-async fn check_credentials(domain: &str, credentials: &Credentials) -> Result<()> {
+async fn check_credentials(
+    domain: &str,
+    credentials: &Credentials,
+    tls_verify: bool,
+) -> Result<()> {
+    let scheme = negotiate(domain, tls_verify).await?;
     let http = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(scheme == Scheme::HttpsUnverified)
         .connect_timeout(Duration::from_secs(30))
         .build()
         .map_err(|source| RegistryError::Http {
@@ -141,7 +208,7 @@ async fn check_credentials(domain: &str, credentials: &Credentials) -> Result<()
             url: domain.to_string(),
             source,
         })?;
-    let url = format!("{}/v2/", api_base(domain));
+    let url = format!("{}://{}/v2/", scheme.prefix(), api_host(domain));
     let send = |url: String| {
         let request = http
             .get(&url)
@@ -220,19 +287,14 @@ fn parse_challenge(params: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Plain HTTP for loopback registries, as Docker allows without configuration; HTTPS elsewhere.
-fn protocol_for(domain: &str) -> ClientProtocol {
+/// `localhost`, `127.0.0.0/8`, `::1`, with or without a port.
+fn is_loopback(domain: &str) -> bool {
     let host = match domain.rsplit_once(':') {
         Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
         _ => domain,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        ClientProtocol::HttpsExcept(vec![domain.to_string()])
-    } else {
-        ClientProtocol::Https
-    }
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Pulls `reference` for `platform` into the store, unpacks its layers and tags it.
@@ -240,13 +302,14 @@ pub fn pull(
     images: &Images,
     reference: &Reference,
     platform: &Platform,
+    tls_verify: bool,
     progress: &dyn Progress,
 ) -> Result<Loaded> {
     let runtime = runtime()?;
     // Blobs are written under the shared gc lock: no garbage collection takes them before
     // the image that names them is recorded.
     let _gc = images.content().gc_lock(false)?;
-    let fetched = runtime.block_on(fetch(images, reference, platform, progress))?;
+    let fetched = runtime.block_on(fetch(images, reference, platform, tls_verify, progress))?;
     let tags: Vec<String> = reference
         .tag()
         .map(|_| reference.to_string())
@@ -271,15 +334,11 @@ async fn fetch(
     images: &Images,
     reference: &Reference,
     platform: &Platform,
+    tls_verify: bool,
     progress: &dyn Progress,
 ) -> Result<Fetched> {
-    let client = Client::new(ClientConfig {
-        protocol: protocol_for(reference.domain()),
-        max_concurrent_download: 8,
-        connect_timeout: Some(Duration::from_secs(30)),
-        read_timeout: Some(Duration::from_secs(60)),
-        ..ClientConfig::default()
-    });
+    let scheme = negotiate(reference.domain(), tls_verify).await?;
+    let client = Client::new(scheme.client_config(reference.domain()));
     let oci_ref = to_oci(reference)?;
     let auth = auth_for(reference.domain())?;
     let (data, top_digest) =
@@ -470,6 +529,7 @@ pub fn push(
     images: &Images,
     local: &str,
     target: &Reference,
+    tls_verify: bool,
     progress: &dyn Progress,
 ) -> Result<Digest> {
     let image = images.lookup(local)?;
@@ -487,11 +547,8 @@ pub fn push(
         .find(|r| r.domain() == target.domain() && r.repository() != target.repository());
     let auth = auth_for(target.domain())?;
     runtime()?.block_on(async {
-        let client = Client::new(ClientConfig {
-            protocol: protocol_for(target.domain()),
-            connect_timeout: Some(Duration::from_secs(30)),
-            ..ClientConfig::default()
-        });
+        let scheme = negotiate(target.domain(), tls_verify).await?;
+        let client = Client::new(scheme.client_config(target.domain()));
         let oci_target = to_oci(target)?;
         let oci_source = mount_from.as_ref().map(to_oci).transpose()?;
         client
@@ -624,13 +681,13 @@ mod tests {
     }
 
     #[test]
-    fn api_bases() {
-        assert_eq!(api_base("docker.io"), "https://registry-1.docker.io");
-        assert_eq!(api_base("127.0.0.1:5000"), "http://127.0.0.1:5000");
+    fn api_hosts() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
     }
 
     #[test]
-    fn loopback_registries_use_plain_http() {
+    fn loopback_registries_are_insecure() {
         for domain in [
             "127.0.0.1:5000",
             "localhost:5000",
@@ -638,13 +695,29 @@ mod tests {
             "127.1.2.3",
             "[::1]:5000",
         ] {
-            assert!(
-                matches!(protocol_for(domain), ClientProtocol::HttpsExcept(ref v) if v == &[domain.to_string()]),
-                "{domain}"
-            );
+            assert!(is_loopback(domain), "{domain}");
         }
         for domain in ["docker.io", "quay.io:443", "10.0.0.1:5000"] {
-            assert_eq!(protocol_for(domain), ClientProtocol::Https, "{domain}");
+            assert!(!is_loopback(domain), "{domain}");
         }
+    }
+
+    #[test]
+    fn verified_https_needs_no_probe() {
+        let scheme = runtime()
+            .unwrap()
+            .block_on(negotiate("quay.io", true))
+            .unwrap();
+        assert_eq!(scheme, Scheme::Https);
+        let config = Scheme::Http.client_config("127.0.0.1:5000");
+        assert_eq!(
+            config.protocol,
+            ClientProtocol::HttpsExcept(vec!["127.0.0.1:5000".into()])
+        );
+        assert!(
+            Scheme::HttpsUnverified
+                .client_config("x")
+                .accept_invalid_certificates
+        );
     }
 }

@@ -25,11 +25,12 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Self {
-        Self::start_with(dir, None)
+        Self::start_with(dir, None, false)
     }
 
-    /// With `htpasswd`, the registry wants basic credentials for everything.
-    fn start_with(dir: &Path, htpasswd: Option<(&str, &str)>) -> Self {
+    /// With `htpasswd`, the registry wants basic credentials for everything; with `tls`, it
+    /// speaks only HTTPS, with a self-signed certificate made by openssl(1).
+    fn start_with(dir: &Path, htpasswd: Option<(&str, &str)>, tls: bool) -> Self {
         // A free port: bind to port 0, read it, let it go for the registry.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -42,6 +43,36 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
             dir.join("data").display()
         );
+        if tls {
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            let out = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .expect("run openssl: install the Debian package openssl");
+            assert!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            yaml.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        // Top-level `auth` after everything under `http`.
         if let Some((user, password)) = htpasswd {
             let file = dir.join("htpasswd");
             let hash = bcrypt::hash(password, 4).unwrap();
@@ -258,7 +289,7 @@ fn push_back_and_pull_again() {
 fn login_pull_push_logout_with_basic_auth() {
     require_root();
     let tmp = tempfile::tempdir().unwrap();
-    let registry = Registry::start_with(tmp.path(), Some(("berth", "s3cret")));
+    let registry = Registry::start_with(tmp.path(), Some(("berth", "s3cret")), false);
     registry.push_as("busybox-latest", "tools/busybox:1", Some("berth:s3cret"));
     let addr = &registry.addr;
     let root = tmp.path().join("root");
@@ -300,4 +331,24 @@ fn login_pull_push_logout_with_basic_auth() {
     assert_eq!(out.trim(), format!("Removing login credentials for {addr}"));
     let out = berth(&root, &["pull", &pushed]);
     assert!(!out.status.success(), "pulled after logout");
+}
+
+/// A loopback registry that speaks only HTTPS with a self-signed certificate: berth finds
+/// that it speaks TLS and, as Docker does for loopback registries, does not check the
+/// certificate (plain HTTP would get "400 Client sent an HTTP request to an HTTPS server").
+#[test]
+fn pull_and_push_over_tls_with_a_self_signed_certificate() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start_with(tmp.path(), None, true);
+    registry.push("busybox-latest", "tools/busybox:1");
+    let addr = &registry.addr;
+    let root = tmp.path().join("root");
+    let reference = format!("{addr}/tools/busybox:1");
+    let out = berth_ok(&root, &["pull", &reference]);
+    assert!(out.contains(": Pull complete"), "{out}");
+    let copy = format!("{addr}/tools/copy:1");
+    berth_ok(&root, &["tag", &reference, &copy]);
+    let out = berth_ok(&root, &["push", "--tls-verify=false", &copy]);
+    assert!(out.contains("Mounted from tools/busybox"), "{out}");
 }
