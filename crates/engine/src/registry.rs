@@ -162,7 +162,7 @@ async fn negotiate(domain: &str, tls_verify: bool) -> Result<Scheme> {
     let probe = reqwest::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(5))
         .build()
         .map_err(|source| RegistryError::Http {
             op: "build client for",
@@ -445,11 +445,16 @@ async fn fetch_manifest(
     Ok((data.to_vec(), actual))
 }
 
-/// Server errors and broken connections are worth another try; 4xx answers are not.
+/// Server errors and broken connections (refused, timed out, reset in the headers or the
+/// body) are worth another try; 4xx answers and malformed requests are not.
 fn retryable(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RequestError(r) => {
-            r.is_connect() || r.is_timeout() || r.status().is_some_and(|s| s.is_server_error())
+            r.is_connect()
+                || r.is_timeout()
+                || r.is_request()
+                || r.is_body()
+                || r.status().is_some_and(|s| s.is_server_error())
         }
         OciDistributionError::ServerError { code, .. } => *code >= 500,
         _ => false,

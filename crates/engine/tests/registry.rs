@@ -352,3 +352,97 @@ fn pull_and_push_over_tls_with_a_self_signed_certificate() {
     let out = berth_ok(&root, &["push", "--tls-verify=false", &copy]);
     assert!(out.contains("Mounted from tools/busybox"), "{out}");
 }
+
+/// A proxy in front of a registry that answers the first `fail` blob requests with 503 and
+/// cuts the responses to the next `cut` ones after 300 bytes (in the headers or the body):
+/// a registry having a bad moment.
+/// Every request gets `Connection: close`, so each connection carries one request.
+struct FlakyProxy {
+    addr: String,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: String, fail: usize, cut: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                let upstream = upstream.clone();
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match client.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let is_blob = text.starts_with("GET ") && text.contains("/blobs/sha256:");
+                    let n = if is_blob {
+                        counter.fetch_add(1, Ordering::SeqCst)
+                    } else {
+                        usize::MAX
+                    };
+                    eprintln!(
+                        "proxy: request {n}: {}",
+                        text.lines().next().unwrap_or_default()
+                    );
+                    if n < fail {
+                        let _ = client.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let request = text
+                        .lines()
+                        .filter(|l| {
+                            !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty()
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\r\n")
+                        + "\r\nConnection: close\r\n\r\n";
+                    let Ok(mut server) = TcpStream::connect(&upstream) else {
+                        return;
+                    };
+                    if server.write_all(request.as_bytes()).is_err() {
+                        return;
+                    }
+                    let limit = if n != usize::MAX && n < fail + cut {
+                        300
+                    } else {
+                        u64::MAX
+                    };
+                    let copied = std::io::copy(&mut (&mut server).take(limit), &mut client);
+                    eprintln!("proxy: request {n}: {copied:?} bytes back");
+                });
+            }
+        });
+        Self { addr, seen }
+    }
+}
+
+/// 5xx answers and connections cut in the middle of a blob are retried, and what arrives
+/// is still verified: the pull succeeds and the store checks clean.
+#[test]
+fn pull_retries_server_errors_and_cut_connections() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = Registry::start(tmp.path());
+    registry.push("busybox-latest", "tools/busybox:1");
+    let proxy = FlakyProxy::start(registry.addr.clone(), 2, 2);
+    let root = tmp.path().join("root");
+    let out = berth_ok(&root, &["pull", &format!("{}/tools/busybox:1", proxy.addr)]);
+    assert!(out.contains(": Pull complete"), "{out}");
+    // Two blobs (config and layer), two refusals and two cuts: six requests at least.
+    let seen = proxy.seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(seen >= 6, "the proxy saw {seen} blob requests");
+    berth_ok(&root, &["system", "check"]);
+}
