@@ -280,7 +280,8 @@ impl Placement {
     }
 
     /// Removes what we created, deepest first. A cgroup whose last process just exited can
-    /// stay busy for a moment, so rmdir is retried briefly. Returns the first error.
+    /// stay busy for a moment, so rmdir of the container's own cgroup is retried briefly; a
+    /// parent that another container now uses stays. Returns the first error.
     pub fn remove(&self) -> Option<CgroupError> {
         let mut first = None;
         for d in &self.created {
@@ -289,7 +290,14 @@ impl Placement {
                 match std::fs::remove_dir(d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !self.dirs.contains(d) => {
+                        break
+                    }
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && tries < 100
+                            && self.dirs.contains(d) =>
+                    {
                         tries += 1;
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }

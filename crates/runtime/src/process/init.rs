@@ -62,6 +62,9 @@ pub struct InitContext<'a> {
     pub hierarchies: &'a [Hierarchy],
     pub placement: &'a Placement,
     pub fifo: &'a Path,
+    /// The exec fifo, opened read-write by the parent (a fifo opened so never blocks): init
+    /// needs no path to it, which a user namespace's root could not reach.
+    pub fifo_fd: std::fs::File,
     pub console: Option<UnixStream>,
 }
 
@@ -148,7 +151,7 @@ fn write_time_offsets(ctx: &InitContext<'_>) -> Result<(), InitError> {
 }
 
 /// Init: becomes the container, then waits on the exec fifo and execs the user's process.
-fn init(ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError> {
+fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError> {
     let spec = &ctx.bundle.spec;
     let process = spec.process().as_ref().expect("validated: process present");
     // CVE-2019-5736: until exec, this process is the runtime binary. Non-dumpable, its
@@ -184,12 +187,6 @@ fn init(ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError>
             &state,
         )?;
     }
-    // Opened read-write, a fifo never blocks; `start` writes a byte that we wait for below.
-    let mut fifo = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(ctx.fifo)
-        .map_err(io("open", ctx.fifo))?;
     rootfs::switch_root(root.as_fd(), &ctx.bundle.rootfs, ctx.opts.no_pivot)?;
     drop(root);
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -217,10 +214,12 @@ fn init(ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError>
         };
         p::personality(domain)?;
     }
+    // runc creates a missing cwd, as root, before becoming the user.
+    let cwd = process.cwd();
+    std::fs::create_dir_all(cwd).map_err(io("mkdir", cwd))?;
     security::drop_bounding(&caps)?;
     security::set_user(process, true)?;
     security::set_capabilities(&caps)?;
-    let cwd = process.cwd();
     std::env::set_current_dir(cwd).map_err(io("chdir", cwd))?;
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
@@ -234,6 +233,7 @@ fn init(ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError>
     ch.send(&Message::Ready)?;
 
     let mut byte = [0u8; 1];
+    let fifo = &mut ctx.fifo_fd;
     loop {
         match fifo.read(&mut byte) {
             Ok(1) => break,
@@ -242,7 +242,6 @@ fn init(ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitError>
             Err(e) => return Err(io("read", ctx.fifo)(e)),
         }
     }
-    drop(fifo);
     if let Some(h) = spec.hooks() {
         let state = serde_json::json!({
             "ociVersion": spec.version(), "id": container_id(&ctx), "status": "created",

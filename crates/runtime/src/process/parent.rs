@@ -146,6 +146,11 @@ fn spawn(
         0,
     )
     .map_err(|e| io("mkfifo", &fifo)(e.into()))?;
+    let fifo_fd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .map_err(io("open", &fifo))?;
     let console = match &opts.console_socket {
         Some(path) => Some(UnixStream::connect(path).map_err(io("connect console socket", path))?),
         None => None,
@@ -170,6 +175,7 @@ fn spawn(
                 hierarchies,
                 placement: &state.cgroups,
                 fifo: &fifo,
+                fifo_fd,
                 console,
             };
             init::stage1(ctx, Channel(theirs))
@@ -178,6 +184,7 @@ fn spawn(
     }
     drop(theirs);
     drop(console);
+    drop(fifo_fd);
     let mut ch = Channel(ours);
     let linux = spec.linux().as_ref().expect("validated");
     loop {
