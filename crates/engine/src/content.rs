@@ -81,36 +81,30 @@ impl Store {
                 .create(&dir)
                 .map_err(ContentError::io("create directory", &dir))?;
         }
-        store.remove_stale_ingests()?;
         Ok(store)
     }
 
-    /// Ingest files are named `<pid>-<seq>`: those of a process that is gone (killed in the
-    /// middle of a write) will never be committed.
-    fn remove_stale_ingests(&self) -> Result<()> {
+    /// Removes every ingest file: only call this holding the exclusive gc lock, when no
+    /// writer can be at work (see [`Store::try_gc_lock_exclusive`]).
+    pub fn remove_leftovers(&self) -> Result<usize> {
         let dir = self.ingest_dir();
         let entries = fs::read_dir(&dir).map_err(ContentError::io("read directory", &dir))?;
+        let mut removed = 0;
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let pid = name
-                .to_str()
-                .and_then(|n| n.split('-').next())
-                .unwrap_or("");
-            if pid.is_empty() || !Path::new("/proc").join(pid).exists() {
-                let path = entry.path();
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(ContentError::Io {
-                            op: "remove stale ingest",
-                            path,
-                            source: e,
-                        })
-                    }
-                    _ => {}
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ContentError::Io {
+                        op: "remove left-over",
+                        path,
+                        source: e,
+                    })
                 }
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     pub fn root(&self) -> &Path {
@@ -313,6 +307,18 @@ impl Store {
             FlockOperation::LockShared
         };
         self.lock("gc.lock", op)
+    }
+
+    /// The exclusive gc lock if no one holds the gc lock at all, else `None`: the moment to
+    /// sweep what killed writers left, since every writer holds the lock shared.
+    pub fn try_gc_lock_exclusive(&self) -> Result<Option<File>> {
+        match self.lock("gc.lock", FlockOperation::NonBlockingLockExclusive) {
+            Ok(file) => Ok(Some(file)),
+            Err(ContentError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn lock(&self, name: &str, op: FlockOperation) -> Result<File> {
@@ -545,19 +551,15 @@ mod tests {
     }
 
     #[test]
-    fn reopening_removes_what_dead_writers_left() {
+    fn left_overs_are_swept_only_when_no_one_holds_the_gc_lock() {
         let (_dir, store) = store();
-        // No process has pid 0 in /proc.
-        let stale = store.ingest_dir().join("0-7");
+        let stale = store.ingest_dir().join("4242-7");
         fs::write(&stale, b"half a blob").unwrap();
-        let live = store
-            .ingest_dir()
-            .join(format!("{}-999", std::process::id()));
-        fs::write(&live, b"being written").unwrap();
-        let store = Store::open(store.root()).unwrap();
-        assert!(!stale.exists());
-        assert!(live.exists());
-        fs::remove_file(live).unwrap();
+        let writer = store.gc_lock(false).unwrap();
+        assert!(store.try_gc_lock_exclusive().unwrap().is_none());
+        drop(writer);
+        let _sweeper = store.try_gc_lock_exclusive().unwrap().unwrap();
+        assert_eq!(store.remove_leftovers().unwrap(), 1);
         assert!(ingest_is_empty(&store));
     }
 

@@ -255,11 +255,22 @@ pub struct Images {
 }
 
 impl Images {
+    /// Opens the store at `root`. If no other berth is loading, pulling or collecting, what
+    /// killed ones left half-written (ingest files, half-unpacked layers) goes first: a
+    /// store is consistent after any crash once it is opened again.
     pub fn open(root: &Path) -> Result<Self> {
-        Ok(Self {
+        let images = Self {
             content: Store::open(root)?,
             layers: LayerStore::open(root)?,
-        })
+        };
+        if let Some(_sweeping) = images.content.try_gc_lock_exclusive()? {
+            let blobs = images.content.remove_leftovers()?;
+            let layers = images.layers.remove_leftovers()?;
+            if blobs + layers > 0 {
+                tracing::debug!(blobs, layers, "removed what interrupted writers left");
+            }
+        }
+        Ok(images)
     }
 
     pub fn content(&self) -> &Store {

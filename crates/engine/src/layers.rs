@@ -788,7 +788,6 @@ impl LayerStore {
                 path: tmp.clone(),
                 source,
             })?;
-        store.remove_stale_tmp()?;
         Ok(store)
     }
 
@@ -796,30 +795,26 @@ impl LayerStore {
         self.dir.join("tmp")
     }
 
-    /// Temporary directories are named `<pid>-<seq>`; those whose process is gone are stale.
-    fn remove_stale_tmp(&self) -> Result<()> {
+    /// Removes every half-unpacked or half-removed layer in `tmp/`: only call this holding
+    /// the exclusive gc lock, when no unpacking can be at work.
+    pub fn remove_leftovers(&self) -> Result<usize> {
         let tmp = self.tmp_dir();
         let entries = fs::read_dir(&tmp).map_err(|source| LayerError::Io {
             op: "read directory",
             path: tmp.clone(),
             source,
         })?;
+        let mut removed = 0;
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let pid = name
-                .to_str()
-                .and_then(|n| n.split('-').next())
-                .unwrap_or("");
-            if !Path::new("/proc").join(pid).exists() || pid.is_empty() {
-                let path = entry.path();
-                fs::remove_dir_all(&path).map_err(|source| LayerError::Io {
-                    op: "remove stale directory",
-                    path,
-                    source,
-                })?;
-            }
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|source| LayerError::Io {
+                op: "remove left-over",
+                path,
+                source,
+            })?;
+            removed += 1;
         }
-        Ok(())
+        Ok(removed)
     }
 
     pub fn layer_dir(&self, chain_id: &Digest) -> PathBuf {

@@ -770,3 +770,50 @@ fn prune_removes_untagged_images_and_their_layers() {
     assert_eq!(berth_ok(&root, &["images", "-q"]).lines().count(), 1);
     berth_ok(&root, &["system", "check"]);
 }
+
+/// Kills `berth load` with SIGKILL at several points, from the first blob copies to the
+/// middle of unpacking, then loads again: the load succeeds and `berth system check` finds
+/// every blob whole, every layer complete, nothing orphaned or half-written.
+#[test]
+fn a_killed_load_leaves_a_consistent_store() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut delays = Vec::new();
+    for ceiling in [100, 400, 1500, 4000] {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        delays.push(std::time::Duration::from_millis(
+            20 + (seed >> 33) % ceiling,
+        ));
+    }
+    eprintln!("kill delays: {delays:?}");
+    for delay in &delays {
+        let mut child = berth_command(&root)
+            .args(["load", "-q", "--input", SHARED_OCI, "debian-multi"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(*delay);
+        // Child::kill sends SIGKILL.
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    berth_ok(
+        &root,
+        &["load", "-q", "--input", SHARED_OCI, "debian-multi"],
+    );
+    let check = common::berth(&root, &["system", "check"]);
+    assert!(
+        check.status.success(),
+        "system check after kills at {delays:?}: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
