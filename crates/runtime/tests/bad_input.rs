@@ -1,0 +1,123 @@
+//! Bad configs: one clear error line naming the field, a non-zero exit, and nothing left:
+//! no state directory, no cgroup, no mount, no process.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+/// Runs `create` and checks the failure: the message names `field` and nothing is left.
+fn refused(b: &Bundle, id: &str, field: &str) -> String {
+    let out = b.runtime(&["create", id]);
+    assert!(!out.status.success(), "create {id} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim().lines().count(), 1, "one error line, got: {err}");
+    assert!(err.contains(field), "the error names {field}: {err}");
+    assert_nothing_left(b, id);
+    err
+}
+
+#[test]
+fn unknown_namespace_type() {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "foo"})));
+    refused(&b, "bad-ns", "linux.namespaces[6].type");
+}
+
+#[test]
+fn namespace_twice_and_wrong_path_type() {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "pid"})));
+    refused(&b, "ns-twice", "linux.namespaces[6].type");
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.pop();
+        ns[0]["path"] = json!("/proc/self/ns/net");
+    });
+    let err = refused(&b, "ns-wrong", "linux.namespaces[0].path");
+    assert!(err.contains("not a pid namespace"), "{err}");
+}
+
+#[test]
+fn missing_rootfs() {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["root"]["path"] = json!("no-such-rootfs"));
+    refused(&b, "no-rootfs", "root.path");
+}
+
+#[test]
+fn bad_mounts() {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "nosuchfs", "source": "x"}));
+    });
+    refused(&b, "bad-fstype", "mounts[7].type");
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.pop();
+        m.push(json!({"destination": "/x", "type": "bind", "source": "/x", "options": ["rbind", "bogus"]}));
+    });
+    refused(&b, "bad-option", "mounts[7].options");
+    // A bind source that does not exist passes validation and fails in init, after
+    // namespaces, cgroups and mounts were made: all of it must go.
+    b.edit(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.pop();
+        m.push(json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["rbind"]}));
+    });
+    refused(&b, "bad-source", "/no/such/source");
+}
+
+#[test]
+fn malformed_capability() {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["process"]["capabilities"]["bounding"].as_array_mut().unwrap().push(json!("CAP_FLY")));
+    refused(&b, "bad-cap", "process.capabilities.bounding");
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_name() {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"}));
+    refused(&b, "seccomp", "linux.seccomp");
+    b.edit(|c| {
+        c["linux"].as_object_mut().unwrap().remove("seccomp");
+        c["linux"]["resources"]["memory"] = json!({"limit": 1048576});
+    });
+    refused(&b, "memory", "linux.resources.memory");
+}
+
+#[test]
+fn missing_program_fails_create() {
+    let b = Bundle::new(&["/no/such/program"]);
+    refused(&b, "no-prog", "/no/such/program");
+    let b = Bundle::new(&["no-such-program"]);
+    refused(&b, "no-prog2", "executable file not found in $PATH");
+}
+
+#[test]
+fn rlimit_above_the_hard_limit() {
+    let mut b = Bundle::sh("true");
+    // Root lacks CAP_SYS_RESOURCE on these hosts: raising the hard limit fails with EPERM.
+    b.edit(|c| c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}]));
+    let out = b.runtime(&["create", "rl"]);
+    if out.status.success() {
+        // A host whose root may raise it: the limit applied; nothing to refuse.
+        b.runtime(&["delete", "--force", "rl"]);
+        return;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("RLIMIT_NOFILE") || err.contains("NOFILE"), "{err}");
+    assert_nothing_left(&b, "rl");
+}
+
+#[test]
+fn duplicate_id() {
+    let b = Bundle::sh("sleep 100");
+    b.create("dup", &[]);
+    let out = b.runtime(&["create", "dup"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(b.state("dup")["status"], "created", "the first container is untouched");
+    b.runtime(&["delete", "dup"]);
+    assert_nothing_left(&b, "dup");
+}
