@@ -710,7 +710,7 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
 
 /// Hides a path: a read-only empty tmpfs over a directory, /dev/null over anything else.
 fn mask_path(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
-    let target = match open_in_root(root, path, OFlags::PATH | OFlags::NOFOLLOW) {
+    let target = match open_in_root(root, path, OFlags::PATH) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(e) => return Err(io("open", path)(e)),
@@ -752,7 +752,7 @@ fn mask_path(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
 
 /// Makes a path read-only: bind it onto itself, then remount the bind read-only.
 fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
-    let target = match open_in_root(root, path, OFlags::PATH | OFlags::NOFOLLOW) {
+    let target = match open_in_root(root, path, OFlags::PATH) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(e) => return Err(io("open", path)(e)),
@@ -765,8 +765,7 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
         m::MS_BIND | m::MS_REC,
         None,
     )?;
-    let target =
-        open_in_root(root, path, OFlags::PATH | OFlags::NOFOLLOW).map_err(io("open", path))?;
+    let target = open_in_root(root, path, OFlags::PATH).map_err(io("open", path))?;
     let tpath = fd_path(target.as_fd());
     remount_bind(&tpath, m::MS_RDONLY)
 }

@@ -19,14 +19,24 @@ fn refused(b: &Bundle, id: &str, field: &str) -> String {
 #[test]
 fn unknown_namespace_type() {
     let mut b = Bundle::sh("true");
-    b.edit(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "foo"})));
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "foo"}))
+    });
     refused(&b, "bad-ns", "linux.namespaces[6].type");
 }
 
 #[test]
 fn namespace_twice_and_wrong_path_type() {
     let mut b = Bundle::sh("true");
-    b.edit(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "pid"})));
+    b.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "pid"}))
+    });
     refused(&b, "ns-twice", "linux.namespaces[6].type");
     b.edit(|c| {
         let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
@@ -48,7 +58,10 @@ fn missing_rootfs() {
 fn bad_mounts() {
     let mut b = Bundle::sh("true");
     b.edit(|c| {
-        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "nosuchfs", "source": "x"}));
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/x", "type": "nosuchfs", "source": "x"}));
     });
     refused(&b, "bad-fstype", "mounts[7].type");
     b.edit(|c| {
@@ -70,7 +83,12 @@ fn bad_mounts() {
 #[test]
 fn malformed_capability() {
     let mut b = Bundle::sh("true");
-    b.edit(|c| c["process"]["capabilities"]["bounding"].as_array_mut().unwrap().push(json!("CAP_FLY")));
+    b.edit(|c| {
+        c["process"]["capabilities"]["bounding"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_FLY"))
+    });
     refused(&b, "bad-cap", "process.capabilities.bounding");
 }
 
@@ -98,7 +116,10 @@ fn missing_program_fails_create() {
 fn rlimit_above_the_hard_limit() {
     let mut b = Bundle::sh("true");
     // Root lacks CAP_SYS_RESOURCE on these hosts: raising the hard limit fails with EPERM.
-    b.edit(|c| c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}]));
+    b.edit(|c| {
+        c["process"]["rlimits"] =
+            json!([{"type": "RLIMIT_NOFILE", "soft": 1048576, "hard": 1048576}])
+    });
     let out = b.runtime(&["create", "rl"]);
     if out.status.success() {
         // A host whose root may raise it: the limit applied; nothing to refuse.
@@ -106,7 +127,10 @@ fn rlimit_above_the_hard_limit() {
         return;
     }
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("RLIMIT_NOFILE") || err.contains("NOFILE"), "{err}");
+    assert!(
+        err.contains("RLIMIT_NOFILE") || err.contains("NOFILE"),
+        "{err}"
+    );
     assert_nothing_left(&b, "rl");
 }
 
@@ -117,7 +141,11 @@ fn duplicate_id() {
     let out = b.runtime(&["create", "dup"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
-    assert_eq!(b.state("dup")["status"], "created", "the first container is untouched");
+    assert_eq!(
+        b.state("dup")["status"],
+        "created",
+        "the first container is untouched"
+    );
     b.runtime(&["delete", "dup"]);
     assert_nothing_left(&b, "dup");
 }

@@ -28,12 +28,20 @@ fn every_hook_runs_with_the_state() {
         });
     });
     assert_eq!(b.run_ok("hooked").trim(), "hi");
-    for kind in ["prestart", "createRuntime", "createContainer", "poststart", "poststop"] {
-        let st: serde_json::Value = serde_json::from_str(&read(d.join(format!("{kind}.json")))).unwrap();
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let st: serde_json::Value =
+            serde_json::from_str(&read(d.join(format!("{kind}.json")))).unwrap();
         assert_eq!(st["id"], "hooked", "{kind}");
         assert!(st["pid"].as_i64().unwrap() > 0, "{kind}: {st}");
     }
-    let st: serde_json::Value = serde_json::from_str(&read(b.rootfs().join("tmp/startContainer.json"))).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_str(&read(b.rootfs().join("tmp/startContainer.json"))).unwrap();
     assert_eq!(st["id"], "hooked");
 }
 
@@ -44,7 +52,10 @@ fn failing_prestart_hook_fails_create() {
     let out = b.runtime(&["create", "hook-fail"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("prestart hook") && err.contains("no way"), "{err}");
+    assert!(
+        err.contains("prestart hook") && err.contains("no way"),
+        "{err}"
+    );
     assert_nothing_left(&b, "hook-fail");
 }
 
