@@ -99,9 +99,9 @@ fn unsupported_fields_are_refused_by_name() {
     refused(&b, "seccomp", "linux.seccomp");
     b.edit(|c| {
         c["linux"].as_object_mut().unwrap().remove("seccomp");
-        c["linux"]["resources"]["memory"] = json!({"limit": 1048576});
+        c["linux"]["resources"]["unified"] = json!({"memory.high": "1048576"});
     });
-    refused(&b, "memory", "linux.resources.memory");
+    refused(&b, "unified", "linux.resources.unified");
 }
 
 #[test]

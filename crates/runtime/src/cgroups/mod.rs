@@ -25,6 +25,18 @@ pub enum CgroupError {
     },
     #[error("no cgroup hierarchy is mounted (read /proc/self/mountinfo)")]
     NoHierarchy,
+    #[error("{field}: the {controller} cgroup controller is not mounted on this host")]
+    NoController {
+        controller: &'static str,
+        field: &'static str,
+    },
+    #[error("{field}: write {value:?} to {path}: {source}")]
+    Write {
+        field: &'static str,
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
     #[error("linux.resources.devices: the device controller is not mounted; on a pure cgroup v2 host device rules need an eBPF program, which berth-runtime does not load yet")]
     NoDeviceController,
 }
@@ -220,6 +232,15 @@ pub fn create(
                 v1::apply_devices(&dir, &rules)?;
             }
         }
+        if let Some(r) = resources {
+            let dirs: Vec<(Vec<String>, PathBuf)> = hierarchies
+                .iter()
+                .zip(&placement.dirs)
+                .filter(|(h, _)| !h.v2)
+                .map(|(h, d)| (h.controllers.clone(), d.clone()))
+                .collect();
+            v1::apply_resources(&dirs, &v1::resource_writes(r))?;
+        }
         let wants_devices =
             resources.is_some_and(|r| r.devices().as_ref().is_some_and(|d| !d.is_empty()));
         let has_devices = hierarchies
@@ -318,23 +339,8 @@ pub fn validate(r: &LinuxResources) -> Result<(), SpecError> {
         field: format!("linux.resources.{field}"),
         what: "this cgroup limit".to_string(),
     };
-    if r.memory().is_some() {
-        return Err(unsupported("memory"));
-    }
-    if r.cpu().is_some() {
-        return Err(unsupported("cpu"));
-    }
-    if r.pids().is_some() {
-        return Err(unsupported("pids"));
-    }
-    if r.block_io().is_some() {
-        return Err(unsupported("blockIO"));
-    }
     if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
         return Err(unsupported("hugepageLimits"));
-    }
-    if r.network().is_some() {
-        return Err(unsupported("network"));
     }
     if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
         return Err(unsupported("rdma"));

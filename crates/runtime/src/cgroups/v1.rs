@@ -2,8 +2,256 @@
 
 use std::path::Path;
 
+use oci_spec::runtime::LinuxResources;
+
 use super::devices::Rule;
 use super::{io, CgroupError};
+
+/// One file to write in a controller's directory, with the config field it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub controller: &'static str,
+    pub file: String,
+    pub value: String,
+    pub field: &'static str,
+    /// Absent on kernels without the feature (e.g. swap accounting), in which case runc
+    /// skips it; the skip is logged.
+    pub optional: bool,
+}
+
+fn w(controller: &'static str, file: &str, value: impl ToString, field: &'static str) -> Write {
+    Write {
+        controller,
+        file: file.to_string(),
+        value: value.to_string(),
+        field,
+        optional: false,
+    }
+}
+
+/// The v1 files and values for `linux.resources`, in the order they must be written
+/// (cgroup-v1/memory.rst, sched-bwc.rst, cpusets.rst, pids.rst, blkio-controller.rst).
+pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
+    let mut out = Vec::new();
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit() {
+            out.push(w(
+                "memory",
+                "memory.limit_in_bytes",
+                l,
+                "linux.resources.memory.limit",
+            ));
+        }
+        if let Some(s) = m.swap() {
+            // memory.memsw is memory + swap, as the spec's swap; written after the limit,
+            // which it may not be below.
+            let mut wr = w(
+                "memory",
+                "memory.memsw.limit_in_bytes",
+                s,
+                "linux.resources.memory.swap",
+            );
+            wr.optional = true;
+            out.push(wr);
+        }
+        if let Some(v) = m.reservation() {
+            out.push(w(
+                "memory",
+                "memory.soft_limit_in_bytes",
+                v,
+                "linux.resources.memory.reservation",
+            ));
+        }
+        if let Some(v) = m.swappiness() {
+            out.push(w(
+                "memory",
+                "memory.swappiness",
+                v,
+                "linux.resources.memory.swappiness",
+            ));
+        }
+        if m.disable_oom_killer() == Some(true) {
+            out.push(w(
+                "memory",
+                "memory.oom_control",
+                1,
+                "linux.resources.memory.disableOOMKiller",
+            ));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(v) = c.shares().filter(|&v| v != 0) {
+            out.push(w("cpu", "cpu.shares", v, "linux.resources.cpu.shares"));
+        }
+        if let Some(v) = c.period().filter(|&v| v != 0) {
+            out.push(w(
+                "cpu",
+                "cpu.cfs_period_us",
+                v,
+                "linux.resources.cpu.period",
+            ));
+        }
+        if let Some(v) = c.quota().filter(|&v| v != 0) {
+            out.push(w("cpu", "cpu.cfs_quota_us", v, "linux.resources.cpu.quota"));
+        }
+        if let Some(v) = c.burst() {
+            out.push(w("cpu", "cpu.cfs_burst_us", v, "linux.resources.cpu.burst"));
+        }
+        if let Some(v) = c.realtime_period().filter(|&v| v != 0) {
+            out.push(w(
+                "cpu",
+                "cpu.rt_period_us",
+                v,
+                "linux.resources.cpu.realtimePeriod",
+            ));
+        }
+        if let Some(v) = c.realtime_runtime().filter(|&v| v != 0) {
+            out.push(w(
+                "cpu",
+                "cpu.rt_runtime_us",
+                v,
+                "linux.resources.cpu.realtimeRuntime",
+            ));
+        }
+        if let Some(v) = c.idle() {
+            out.push(w("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
+        }
+        if let Some(v) = c.cpus().as_deref().filter(|v| !v.is_empty()) {
+            out.push(w("cpuset", "cpuset.cpus", v, "linux.resources.cpu.cpus"));
+        }
+        if let Some(v) = c.mems().as_deref().filter(|v| !v.is_empty()) {
+            out.push(w("cpuset", "cpuset.mems", v, "linux.resources.cpu.mems"));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".to_string()
+        };
+        out.push(w("pids", "pids.max", v, "linux.resources.pids.limit"));
+    }
+    if let Some(b) = r.block_io() {
+        if let Some(v) = b.weight() {
+            out.push(w(
+                "blkio",
+                "blkio.weight",
+                v,
+                "linux.resources.blockIO.weight",
+            ));
+        }
+        if let Some(v) = b.leaf_weight() {
+            out.push(w(
+                "blkio",
+                "blkio.leaf_weight",
+                v,
+                "linux.resources.blockIO.leafWeight",
+            ));
+        }
+        for d in b.weight_device().iter().flatten() {
+            if let Some(v) = d.weight() {
+                let value = format!("{}:{} {v}", d.major(), d.minor());
+                out.push(w(
+                    "blkio",
+                    "blkio.weight_device",
+                    value,
+                    "linux.resources.blockIO.weightDevice",
+                ));
+            }
+            if let Some(v) = d.leaf_weight() {
+                let value = format!("{}:{} {v}", d.major(), d.minor());
+                out.push(w(
+                    "blkio",
+                    "blkio.leaf_weight_device",
+                    value,
+                    "linux.resources.blockIO.weightDevice",
+                ));
+            }
+        }
+        let throttles = [
+            (
+                b.throttle_read_bps_device(),
+                "blkio.throttle.read_bps_device",
+                "linux.resources.blockIO.throttleReadBpsDevice",
+            ),
+            (
+                b.throttle_write_bps_device(),
+                "blkio.throttle.write_bps_device",
+                "linux.resources.blockIO.throttleWriteBpsDevice",
+            ),
+            (
+                b.throttle_read_iops_device(),
+                "blkio.throttle.read_iops_device",
+                "linux.resources.blockIO.throttleReadIOPSDevice",
+            ),
+            (
+                b.throttle_write_iops_device(),
+                "blkio.throttle.write_iops_device",
+                "linux.resources.blockIO.throttleWriteIOPSDevice",
+            ),
+        ];
+        for (list, file, field) in throttles {
+            for d in list.iter().flatten() {
+                out.push(w(
+                    "blkio",
+                    file,
+                    format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+                    field,
+                ));
+            }
+        }
+    }
+    if let Some(n) = r.network() {
+        if let Some(id) = n.class_id() {
+            out.push(w(
+                "net_cls",
+                "net_cls.classid",
+                id,
+                "linux.resources.network.classID",
+            ));
+        }
+        for p in n.priorities().iter().flatten() {
+            out.push(w(
+                "net_prio",
+                "net_prio.ifpriomap",
+                format!("{} {}", p.name(), p.priority()),
+                "linux.resources.network.priorities",
+            ));
+        }
+    }
+    out
+}
+
+/// Writes `writes` into the directory of the hierarchy that holds each controller.
+/// `dirs` maps a controller name to the container's cgroup directory on its hierarchy.
+pub fn apply_resources(
+    dirs: &[(Vec<String>, std::path::PathBuf)],
+    writes: &[Write],
+) -> Result<(), CgroupError> {
+    for wr in writes {
+        let Some((_, dir)) = dirs
+            .iter()
+            .find(|(c, _)| c.iter().any(|c| c == wr.controller))
+        else {
+            return Err(CgroupError::NoController {
+                controller: wr.controller,
+                field: wr.field,
+            });
+        };
+        let file = dir.join(&wr.file);
+        if wr.optional && !file.exists() {
+            tracing::debug!(file = %file.display(), "not supported by this kernel: skipped, as runc does");
+            continue;
+        }
+        std::fs::write(&file, &wr.value).map_err(|source| CgroupError::Write {
+            field: wr.field,
+            path: file.clone(),
+            value: wr.value.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
 
 /// Writes the device rules in order to devices.allow / devices.deny
 /// (cgroup-v1/devices.rst): a later rule overrides an earlier one.
@@ -39,6 +287,45 @@ pub fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn translates_resources_in_order() {
+        let r: LinuxResources = serde_json::from_value(serde_json::json!({
+            "memory": {"limit": 67108864, "swap": 134217728},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+            "pids": {"limit": 100},
+            "blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]}
+        }))
+        .unwrap();
+        let got: Vec<(String, String)> = resource_writes(&r)
+            .into_iter()
+            .map(|w| (w.file, w.value))
+            .collect();
+        let want = [
+            ("memory.limit_in_bytes", "67108864"),
+            ("memory.memsw.limit_in_bytes", "134217728"),
+            ("cpu.shares", "512"),
+            ("cpu.cfs_period_us", "100000"),
+            ("cpu.cfs_quota_us", "50000"),
+            ("cpuset.cpus", "0"),
+            ("pids.max", "100"),
+            ("blkio.throttle.read_bps_device", "8:0 1048576"),
+        ];
+        assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    #[test]
+    fn unlimited_pids_and_missing_controller() {
+        let r: LinuxResources =
+            serde_json::from_value(serde_json::json!({"pids": {"limit": -1}})).unwrap();
+        let writes = resource_writes(&r);
+        assert_eq!(writes[0].value, "max");
+        let err = apply_resources(&[], &writes).unwrap_err();
+        assert!(
+            err.to_string().contains("linux.resources.pids.limit"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn writes_rules_to_the_right_file() {
