@@ -321,3 +321,45 @@ fn preserve_fds_passes_extra_descriptors() {
         "passed through fd 3\n"
     );
 }
+
+#[test]
+fn terminal_through_the_console_socket() {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    let mut b = Bundle::sh("tty; stty size; stat -c %t /dev/console; echo on-the-pty");
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 30, "width": 100});
+    });
+    let sock_path = b.tmp.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    b.create("tty", &["--console-socket", sock_path.to_str().unwrap()]);
+    let (conn, _) = listener.accept().unwrap();
+    let (master, name) = berth_sys::console::recv_fd(conn.as_fd()).unwrap();
+    assert!(name.starts_with("/dev/pts/"), "{name}");
+    let out = b.runtime(&["start", "tty"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut text = String::new();
+    let mut f = std::fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    // The pty reports EIO once the slave side is closed by the exiting process.
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    // stdio is the pty slave, also bind-mounted on /dev/console (major 136 = 0x88).
+    assert_eq!(
+        lines,
+        [name.as_str(), "30 100", "88", "on-the-pty"],
+        "{text:?}"
+    );
+    wait_for("stopped", || b.state("tty")["status"] == "stopped");
+    b.runtime(&["delete", "tty"]);
+}
