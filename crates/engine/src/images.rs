@@ -12,6 +12,7 @@ use crate::content::{ContentError, Expected, ImageIndex, ImageRecord, Store};
 use crate::digest::Digest;
 use crate::layers::{self, LayerError, LayerSource, LayerStore};
 use crate::reference::{Reference, ReferenceError};
+use crate::snapshots::{SnapshotError, Snapshotter};
 
 pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -42,6 +43,8 @@ pub enum ImageError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -94,8 +97,10 @@ pub enum ImageError {
     Ambiguous { name: String, count: usize },
     #[error("remove image {name}: it has several tags ({tags}); remove them one by one or use -f")]
     ManyTags { name: String, tags: String },
-    #[error("remove image {name}: it is mounted at {path}; unmount it or use -f")]
+    #[error("remove image {name}: it is mounted at {path}; unmount it first")]
     Mounted { name: String, path: PathBuf },
+    #[error("remove image {name}: containers use it ({containers}); remove them or use -f")]
+    InUse { name: String, containers: String },
 }
 
 type Result<T> = std::result::Result<T, ImageError>;
@@ -248,10 +253,12 @@ pub struct Loaded {
     pub tags: Vec<String>,
 }
 
-/// The image store: the content store, the unpacked layers and the images index.
+/// The image store: the content store, the unpacked layers, the images index, and the
+/// snapshots that stand on the layers.
 pub struct Images {
     content: Store,
     layers: LayerStore,
+    snapshots: Snapshotter,
 }
 
 impl Images {
@@ -259,9 +266,11 @@ impl Images {
     /// killed ones left half-written (ingest files, half-unpacked layers) goes first: a
     /// store is consistent after any crash once it is opened again.
     pub fn open(root: &Path) -> Result<Self> {
+        let layers = LayerStore::open(root)?;
         let images = Self {
             content: Store::open(root)?,
-            layers: LayerStore::open(root)?,
+            snapshots: Snapshotter::new(root, layers.clone()),
+            layers,
         };
         if let Some(_sweeping) = images.content.try_gc_lock_exclusive()? {
             let blobs = images.content.remove_leftovers()?;
@@ -279,6 +288,20 @@ impl Images {
 
     pub fn layers(&self) -> &LayerStore {
         &self.layers
+    }
+
+    pub fn snapshots(&self) -> &Snapshotter {
+        &self.snapshots
+    }
+
+    /// Layers that snapshots (containers) stand on: never collected, whatever the images.
+    fn layers_in_use(&self) -> Result<HashSet<Digest>> {
+        Ok(self
+            .snapshots
+            .snapshots()?
+            .into_iter()
+            .flat_map(|(_, chains)| chains)
+            .collect())
     }
 
     /// Loads the images of an OCI image layout directory; `names` picks them by their
@@ -746,12 +769,8 @@ impl Images {
 
     /// `berth rmi`: untags `name` if it is one tag of several, else deletes the image
     /// (`force` deletes it with all its tags, mounted or not). Returns Docker's lines.
-    pub fn remove(
-        &self,
-        name: &str,
-        force: bool,
-        mounted: impl Fn(&Digest) -> Option<PathBuf>,
-    ) -> Result<Vec<String>> {
+    pub fn remove(&self, name: &str, force: bool) -> Result<Vec<String>> {
+        let snapshots = self.snapshots.snapshots()?;
         let mut out = Vec::new();
         self.content.update_images(|index| {
             let image = find(index, name)?.clone();
@@ -779,13 +798,24 @@ impl Images {
                         .join(", "),
                 });
             }
-            if let Some(path) = mounted(&image.id) {
-                if !force {
-                    return Err(ImageError::Mounted {
-                        name: name.to_string(),
-                        path,
-                    });
-                }
+            // A view's layers are not recorded anywhere else: it must go first, even with -f.
+            if let Some(path) = self.snapshots.image_mounted_at(&image.id)? {
+                return Err(ImageError::Mounted {
+                    name: name.to_string(),
+                    path,
+                });
+            }
+            // Containers keep their layers (see `collect_garbage`), so -f may remove the image.
+            let users: Vec<&str> = snapshots
+                .iter()
+                .filter(|(_, chains)| *chains == image.chain_ids)
+                .map(|(id, _)| id.as_str())
+                .collect();
+            if !users.is_empty() && !force {
+                return Err(ImageError::InUse {
+                    name: name.to_string(),
+                    containers: users.join(", "),
+                });
             }
             index.images.remove(&image.id);
             out.extend(
@@ -851,7 +881,7 @@ impl Images {
             layers.insert(chain_id);
         }
         let mut used_blobs = BTreeSet::new();
-        let mut used_layers = BTreeSet::new();
+        let mut used_layers: BTreeSet<Digest> = self.layers_in_use()?.into_iter().collect();
         for image in self.content.images()?.images.values() {
             let mut wanted = vec![image.manifest.clone(), image.id.clone()];
             if let Ok((manifest, config)) = self.manifest_and_config(image) {
@@ -1003,7 +1033,7 @@ impl Images {
         let _gc = self.content.gc_lock(true)?;
         let index = self.content.images()?;
         let mut blobs = BTreeSet::new();
-        let mut chains = HashSet::new();
+        let mut chains = self.layers_in_use()?;
         for image in index.images.values() {
             blobs.insert(image.manifest.clone());
             blobs.insert(image.id.clone());

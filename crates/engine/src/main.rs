@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -13,11 +13,9 @@ use berth_engine::cli::{
     SaveArgs, SaveFormat, SystemCommand,
 };
 use berth_engine::content::ImageRecord;
-use berth_engine::digest::Digest;
 use berth_engine::images::{familiar, ArchiveFormat, Images, Platform};
 use berth_engine::reference::Reference;
 use berth_engine::registry;
-use berth_engine::snapshots::Snapshotter;
 
 fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
@@ -56,13 +54,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             images.tag(&source, &target)?;
             Ok(())
         }
-        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => {
-            remove(&images, &cli.root, &args)
-        }
+        Command::Rmi(args) | Command::Image(ImageCommand::Rm(args)) => remove(&images, &args),
         Command::Image(ImageCommand::Inspect { images: names }) => inspect(&images, &names),
-        Command::Image(ImageCommand::Prune) => prune(&images, &cli.root),
-        Command::Image(ImageCommand::Mount { image }) => mount(&images, &cli.root, &image),
-        Command::Image(ImageCommand::Unmount { image }) => unmount(&images, &cli.root, &image),
+        Command::Image(ImageCommand::Prune) => prune(&images),
+        Command::Image(ImageCommand::Mount { image }) => mount(&images, &image),
+        Command::Image(ImageCommand::Unmount { image }) => unmount(&images, &image),
         Command::System(SystemCommand::Check) => check(&images),
     }
 }
@@ -257,16 +253,9 @@ fn inspect(images: &Images, names: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mounted_at(images: &Images, root: &Path, id: &Digest) -> Option<PathBuf> {
-    Snapshotter::new(root, images.layers().clone())
-        .image_mounted_at(id)
-        .ok()
-        .flatten()
-}
-
-fn remove(images: &Images, root: &Path, args: &RmiArgs) -> anyhow::Result<()> {
+fn remove(images: &Images, args: &RmiArgs) -> anyhow::Result<()> {
     for name in &args.images {
-        for line in images.remove(name, args.force, |id| mounted_at(images, root, id))? {
+        for line in images.remove(name, args.force)? {
             println!("{line}");
         }
     }
@@ -274,14 +263,20 @@ fn remove(images: &Images, root: &Path, args: &RmiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn prune(images: &Images, root: &Path) -> anyhow::Result<()> {
+fn prune(images: &Images) -> anyhow::Result<()> {
     let dangling: Vec<ImageRecord> = images
         .list()?
         .into_iter()
-        .filter(|i| i.repo_tags.is_empty() && mounted_at(images, root, &i.id).is_none())
+        .filter(|i| {
+            i.repo_tags.is_empty()
+                && images
+                    .snapshots()
+                    .image_mounted_at(&i.id)
+                    .is_ok_and(|m| m.is_none())
+        })
         .collect();
     for image in dangling {
-        for line in images.remove(&image.id.to_string(), false, |_| None)? {
+        for line in images.remove(&image.id.to_string(), false)? {
             println!("{line}");
         }
     }
@@ -290,18 +285,18 @@ fn prune(images: &Images, root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mount(images: &Images, root: &Path, name: &str) -> anyhow::Result<()> {
+fn mount(images: &Images, name: &str) -> anyhow::Result<()> {
     let image = images.lookup(name)?;
-    let snapshotter = Snapshotter::new(root, images.layers().clone());
-    let target = snapshotter.mount_image(&image.id, &image.chain_ids)?;
+    let target = images
+        .snapshots()
+        .mount_image(&image.id, &image.chain_ids)?;
     println!("{}", target.display());
     Ok(())
 }
 
-fn unmount(images: &Images, root: &Path, name: &str) -> anyhow::Result<()> {
+fn unmount(images: &Images, name: &str) -> anyhow::Result<()> {
     let image = images.lookup(name)?;
-    let snapshotter = Snapshotter::new(root, images.layers().clone());
-    if snapshotter.unmount_image(&image.id)?.is_none() {
+    if images.snapshots().unmount_image(&image.id)?.is_none() {
         bail!("unmount image {name}: not mounted");
     }
     println!("{}", image.id);

@@ -15,6 +15,8 @@ use rustix::mount::{
 use crate::digest::Digest;
 use crate::layers::{LayerError, LayerStore};
 
+/// In each snapshot directory: the chain ids of the layers it stacks, JSON.
+const CHAIN_FILE: &str = "chain.json";
 /// mount(2) copies at most one page of options: a longer lowerdir list fails with EINVAL.
 /// Past this we use the new mount API, which takes each lower directory on its own.
 const LEGACY_OPTIONS_MAX: usize = 4095;
@@ -311,6 +313,17 @@ impl Snapshotter {
         }
         let mut lowerdirs = vec![init_dir];
         lowerdirs.extend(self.lowerdirs(chain_ids)?);
+        // Which layers the snapshot stands on: garbage collection keeps them, and `rmi`
+        // knows the image is used, for as long as the snapshot exists.
+        let record = dir.join(CHAIN_FILE);
+        let tmp = dir.join(format!("{CHAIN_FILE}.tmp"));
+        let json = serde_json::to_vec(chain_ids).map_err(|e| SnapshotError::Io {
+            op: "encode",
+            path: record.clone(),
+            source: e.into(),
+        })?;
+        fs::write(&tmp, json).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &record).map_err(io_err("rename to", &record))?;
         Ok(OverlayMount {
             lowerdirs,
             upperdir: Some(upper),
@@ -332,6 +345,34 @@ impl Snapshotter {
             upperdir: None,
             workdir: None,
         })
+    }
+
+    /// Every snapshot and the layers it stands on, by snapshot id.
+    pub fn snapshots(&self) -> Result<Vec<(String, Vec<Digest>)>> {
+        let dir = self.root.join("snapshots");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read directory", &dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let record = entry.path().join(CHAIN_FILE);
+            let data = match fs::read(&record) {
+                Ok(data) => data,
+                // `empty/` (the views' bottom layer), or a snapshot still being prepared.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("read", &record)(e)),
+            };
+            let chain_ids = serde_json::from_slice(&data).map_err(|e| SnapshotError::Io {
+                op: "parse",
+                path: record.clone(),
+                source: e.into(),
+            })?;
+            out.push((entry.file_name().to_string_lossy().into_owned(), chain_ids));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// `<root>/mounts/<image id hex>`: where `image mount` puts an image's read-only view.
@@ -437,6 +478,7 @@ mod tests {
         assert!(resolv.contains("search lan") && resolv.contains("nameserver 8.8.8.8"));
         let opts = m.options();
         assert!(opts.starts_with(&format!("lowerdir={}:", snap.join("init").display())));
+        assert_eq!(s.snapshots().unwrap(), [("c1".to_string(), chains.clone())]);
         assert!(opts.ends_with(&format!(
             ",upperdir={},workdir={}",
             snap.join("upper").display(),

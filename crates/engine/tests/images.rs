@@ -11,7 +11,7 @@ mod common;
 
 use berth_engine::digest::Digest;
 use berth_engine::images::Images;
-use berth_engine::snapshots::{self, InitFiles, Snapshotter};
+use berth_engine::snapshots::{self, InitFiles};
 use common::{berth_command, berth_err, berth_ok, require_root, skopeo, Mounted, SHARED_OCI};
 
 const DEBIAN_MULTI_LAYERS: [&str; 4] = [
@@ -584,7 +584,7 @@ fn many_layers_mount_and_snapshots_are_writable() {
     // A container's snapshot: init layer above the image, writes land in upper.
     let images = Images::open(&root).unwrap();
     let image = images.lookup("built:1").unwrap();
-    let snapshotter = Snapshotter::new(&root, images.layers().clone());
+    let snapshotter = images.snapshots();
     let init = InitFiles::new("box1", "nameserver 10.0.0.1\n");
     let overlay = snapshotter.prepare("c1", &image.chain_ids, &init).unwrap();
     assert_eq!(overlay.lowerdirs.len(), 129);
@@ -612,8 +612,26 @@ fn many_layers_mount_and_snapshots_are_writable() {
     // The image's layers are untouched.
     let base = images.layers().diff_dir(&image.chain_ids[1]);
     assert!(base.join("layers/l001").is_file());
+
+    // The container's snapshot holds the image: rmi refuses; -f removes the image, but the
+    // layers stay under the container, and the store still checks clean.
+    let err = berth_err(&root, &["rmi", "built:1"]);
+    assert!(err.contains("containers use it (c1)"), "{err}");
+    let out = berth_ok(&root, &["rmi", "-f", "built:1"]);
+    assert!(out.contains("Deleted: "), "{out}");
+    assert!(base.join("layers/l001").is_file());
+    assert_eq!(
+        fs::read_to_string(target.join("layers/l064")).unwrap(),
+        "64\n"
+    );
+    berth_ok(&root, &["system", "check"]);
+
+    // Once the snapshot goes, nothing holds the layers.
     snapshots::unmount_overlay(&target).unwrap();
     snapshotter.remove("c1").unwrap();
+    let out = berth_ok(&root, &["image", "prune"]);
+    assert!(out.contains("and 128 layers"), "{out}");
+    berth_ok(&root, &["system", "check"]);
 }
 
 #[test]
