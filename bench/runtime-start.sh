@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runtime start: `run` and create+start+delete of busybox /bin/true with the default `spec`
+# config, berth-runtime against runc and crun, side by side in one hyperfine run; then the
+# peak RSS of each `run` (/usr/bin/time -v).
+#
+# crun 1.8 refuses this hybrid cgroup host, so everything runs in a private mount namespace
+# where /sys/fs/cgroup/unified is unmounted (the host's mounts are untouched); all three
+# runtimes see the same host.
+# Usage: bench/runtime-start.sh [runs]   (as root; needs hyperfine, runc, crun, busybox-static)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-50}
+if [ -z "${BERTH_BENCH_INNER:-}" ]; then
+  # The runtime as shipped for speed and memory: static (glibc static-pie), so no dynamic
+  # loader, libc.so or libgcc_s pages are mapped at every start.
+  RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static \
+    cargo build --release -p berth-runtime --target x86_64-unknown-linux-gnu >&2
+  cargo build --release -p berth-runtime >&2
+  exec unshare -m --propagation private env BERTH_BENCH_INNER=1 "$0" "$@"
+fi
+umount /sys/fs/cgroup/unified 2>/dev/null || true
+berth=$PWD/target/static/x86_64-unknown-linux-gnu/release/berth-runtime
+berth_dyn=$PWD/target/release/berth-runtime
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+scripts/busybox-bundle "$work/bundle" "$berth" >/dev/null
+sed -i 's/"terminal": true/"terminal": false/; s|^\( *\)"sh"$|\1"/bin/true"|' "$work/bundle/config.json"
+cd "$work/bundle"
+for rt in berth berth-dyn runc crun; do mkdir -p "$work/root-$rt"; done
+hyperfine -N --warmup 5 --runs "$runs" --export-markdown "$work/run.md" \
+  -n berth "$berth --root $work/root-berth run b" \
+  -n berth-dynamic "$berth_dyn --root $work/root-berth-dyn run b" \
+  -n runc "runc --root $work/root-runc run b" \
+  -n crun "crun --root $work/root-crun run b"
+cat "$work/run.md"
+lifecycle() { # binary root
+  echo "$1 --root $2 create c >/dev/null && $1 --root $2 start c && $1 --root $2 delete -f c"
+}
+hyperfine --warmup 5 --runs "$runs" --shell=bash --export-markdown "$work/lifecycle.md" \
+  -n berth "$(lifecycle "$berth" "$work/root-berth")" \
+  -n runc "$(lifecycle runc "$work/root-runc")" \
+  -n crun "$(lifecycle crun "$work/root-crun")"
+cat "$work/lifecycle.md"
+echo
+echo "peak RSS of run (KiB, /usr/bin/time -v, median of 5):"
+for pair in "berth:$berth" "berth-dyn:$berth_dyn" "runc:runc" "crun:crun"; do
+  name=${pair%%:*} bin=${pair#*:}
+  for i in 1 2 3 4 5; do
+    /usr/bin/time -v "$bin" --root "$work/root-$name" run b 2>&1 >/dev/null | awk '/Maximum resident/ {print $6}'
+  done | sort -n | sed -n 3p | sed "s/^/$name /"
+done
