@@ -63,6 +63,109 @@ pub enum Command {
     List(ListArgs),
     /// Print the features this runtime supports (runtime-spec features.json).
     Features,
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
+    /// Freeze every process of the container.
+    Pause(IdArgs),
+    /// Thaw a paused container.
+    Resume(IdArgs),
+    /// List the container's processes (`ps` output, or `--format json`: the pids).
+    Ps(PsArgs),
+    /// Print the container's resource usage (`--stats`: once).
+    Events(EventsArgs),
+    /// Change the container's resource limits.
+    Update(UpdateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (unless --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// A runtime-spec process.json describing the process.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Do not wait for the process.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Give the process a terminal (its master goes to --console-socket).
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// KEY=VALUE added to the environment.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// uid[:gid]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// A capability to add (CAP_NET_ADMIN).
+    #[arg(short = 'c', long = "cap")]
+    pub cap: Vec<String>,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// A sub-cgroup of the container's to run the process in.
+    #[arg(long)]
+    pub cgroup: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    pub id: String,
+    /// table (ps's own output) or json (the pids).
+    #[arg(short, long, default_value = "table")]
+    pub format: String,
+    /// Arguments for ps(1) (default -ef).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    pub id: String,
+    /// Print the statistics once and exit.
+    #[arg(long)]
+    pub stats: bool,
+    /// Seconds between two statistics in the stream.
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub id: String,
+    /// A LinuxResources JSON file, or - for stdin (as containerd sends it).
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
 }
 
 #[derive(Args, Debug)]

@@ -27,6 +27,8 @@ pub enum ContainerError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    Exec(#[from] crate::process::exec::ExecError),
     #[error("container {id:?} is {status}: {what}")]
     BadStatus {
         id: String,
@@ -352,7 +354,17 @@ pub fn run(
         let dir = ContainerDir::open(root, id)?;
         dir.load()?.pid
     };
-    let code = loop {
+    let code = wait_forwarding(pid, &signals)?;
+    if !keep {
+        delete(root, id, true)?;
+    }
+    Ok(code)
+}
+
+/// Waits for our child `pid`, forwarding every signal we get to it (signals blocked by the
+/// caller before the fork); returns its exit status as a shell would.
+fn wait_forwarding(pid: i32, signals: &p::SigSet) -> Result<i32, ContainerError> {
+    loop {
         let sig = signals.wait()?;
         if sig == libc::SIGCHLD {
             let mut exited = None;
@@ -362,14 +374,165 @@ pub fn run(
                 }
             }
             if let Some(code) = exited {
-                break code;
+                return Ok(code);
             }
         } else {
             let _ = p::kill(pid, sig);
         }
-    };
-    if !keep {
-        delete(root, id, true)?;
     }
-    Ok(code)
+}
+
+/// `exec`: a new process in the running container; waits for it unless `detach`.
+pub fn exec(
+    root: &Path,
+    id: &str,
+    opts: &crate::process::exec::ExecOptions,
+    detach: bool,
+) -> Result<i32, ContainerError> {
+    let st = {
+        let dir = ContainerDir::open(root, id)?;
+        let st = dir.load()?;
+        let status = current_status(&dir, &st);
+        if status != Status::Running {
+            return Err(ContainerError::BadStatus {
+                id: id.into(),
+                status,
+                what: "exec needs a running container",
+            });
+        }
+        st
+    };
+    let signals = p::SigSet::all();
+    if !detach {
+        signals.set_blocked(true)?;
+    }
+    let pid = crate::process::exec::exec(&st, opts)?;
+    if detach {
+        return Ok(0);
+    }
+    wait_forwarding(pid, &signals)
+}
+
+/// `pause` and `resume`: the freezer (v1 freezer.state, v2 cgroup.freeze).
+pub fn freeze(root: &Path, id: &str, frozen: bool) -> Result<(), ContainerError> {
+    let dir = ContainerDir::open(root, id)?;
+    let st = dir.load()?;
+    let status = current_status(&dir, &st);
+    let ok = if frozen {
+        status == Status::Running
+    } else {
+        status == Status::Paused
+    };
+    if !ok {
+        let what = if frozen {
+            "only a running container can pause"
+        } else {
+            "only a paused container can resume"
+        };
+        return Err(ContainerError::BadStatus {
+            id: id.into(),
+            status,
+            what,
+        });
+    }
+    crate::cgroups::freeze(&st.cgroups, frozen)?;
+    Ok(())
+}
+
+/// `ps`: the pids of the container (json), or ps(1)'s lines for them.
+pub fn ps(root: &Path, id: &str, json: bool, ps_args: &[String]) -> Result<String, ContainerError> {
+    let dir = ContainerDir::open(root, id)?;
+    let st = dir.load()?;
+    let pids = st.cgroups.pids();
+    if json {
+        return Ok(serde_json::to_string(&pids).unwrap_or_default());
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|source| ContainerError::Io {
+            op: "run",
+            path: "ps".into(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let col = header
+        .split_whitespace()
+        .position(|c| c == "PID")
+        .ok_or_else(|| ContainerError::Io {
+            op: "ps: no PID column in",
+            path: args.join(" ").into(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+        })?;
+    let mut res = format!("{header}\n");
+    for l in lines {
+        let pid: Option<i32> = l.split_whitespace().nth(col).and_then(|p| p.parse().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            res.push_str(l);
+            res.push('\n');
+        }
+    }
+    Ok(res)
+}
+
+/// `events --stats`: one JSON object with the container's resource usage.
+pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value, ContainerError> {
+    let dir = ContainerDir::open(root, id)?;
+    let st = dir.load()?;
+    Ok(
+        serde_json::json!({"type": "stats", "id": id, "data": crate::cgroups::stats::collect(&st.cgroups)}),
+    )
+}
+
+/// `events`: statistics every `interval`, and an `oom` event whenever the kernel OOM-kills a
+/// process of the container; ends when the container stops.
+pub fn events(root: &Path, id: &str, interval: std::time::Duration) -> Result<(), ContainerError> {
+    let mut last_oom = None;
+    let mut next_stats = std::time::Instant::now();
+    loop {
+        let (st, status) = {
+            let dir = ContainerDir::open(root, id)?;
+            let st = dir.load()?;
+            let status = current_status(&dir, &st);
+            (st, status)
+        };
+        if status == Status::Stopped {
+            return Ok(());
+        }
+        let ooms = crate::cgroups::stats::oom_kills(&st.cgroups);
+        if let (Some(before), Some(now)) = (last_oom, ooms) {
+            if now > before {
+                println!("{}", serde_json::json!({"type": "oom", "id": id}));
+            }
+        }
+        last_oom = ooms;
+        if std::time::Instant::now() >= next_stats {
+            let data = crate::cgroups::stats::collect(&st.cgroups);
+            println!(
+                "{}",
+                serde_json::json!({"type": "stats", "id": id, "data": data})
+            );
+            next_stats += interval;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `update`: new limits for a running (or created, or paused) container.
+pub fn update(
+    root: &Path,
+    id: &str,
+    r: &oci_spec::runtime::LinuxResources,
+) -> Result<(), ContainerError> {
+    let dir = ContainerDir::open(root, id)?;
+    let st = dir.load()?;
+    crate::cgroups::update(&st.cgroups, r)?;
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! container on every mounted hierarchy, so `ps`, `kill --all` and `delete` see all of it.
 
 pub mod devices;
+pub mod stats;
 pub mod v1;
 
 use std::path::{Path, PathBuf};
@@ -331,6 +332,62 @@ impl Placement {
         }
         first
     }
+}
+
+/// The v1 controllers of each of the container's directories, from the mounted hierarchies.
+pub(crate) fn controller_dirs(p: &Placement) -> Vec<(Vec<String>, PathBuf)> {
+    let hs = hierarchies().unwrap_or_default();
+    p.dirs
+        .iter()
+        .filter_map(|d| {
+            hs.iter()
+                .filter(|h| !h.v2 && d.starts_with(&h.mountpoint))
+                .max_by_key(|h| h.mountpoint.as_os_str().len())
+                .map(|h| (h.controllers.clone(), d.clone()))
+        })
+        .collect()
+}
+
+/// New limits for an existing container (`update`).
+pub fn update(p: &Placement, r: &LinuxResources) -> Result<(), CgroupError> {
+    v1::apply_resources(&controller_dirs(p), &v1::resource_writes(r))
+}
+
+/// Freezes or thaws every process of the container, and waits until the kernel says so.
+pub fn freeze(p: &Placement, frozen: bool) -> Result<(), CgroupError> {
+    for d in &p.dirs {
+        let (file, value, done) = if d.join("freezer.state").exists() {
+            (
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+                if frozen { "FROZEN" } else { "THAWED" },
+            )
+        } else if d.join("cgroup.freeze").exists() {
+            ("cgroup.freeze", if frozen { "1" } else { "0" }, "")
+        } else {
+            continue;
+        };
+        let path = d.join(file);
+        std::fs::write(&path, value).map_err(io("write", &path))?;
+        if done.is_empty() {
+            return Ok(());
+        }
+        // v1 goes through FREEZING while tasks are caught.
+        for _ in 0..1000 {
+            let now = std::fs::read_to_string(&path).map_err(io("read", &path))?;
+            if now.trim() == done {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        return Err(io("freeze", &path)(std::io::Error::from(
+            std::io::ErrorKind::TimedOut,
+        )));
+    }
+    Err(CgroupError::NoController {
+        controller: "freezer",
+        field: "pause",
+    })
 }
 
 /// Refuses the limits this runtime does not apply yet, by name, before anything is created.

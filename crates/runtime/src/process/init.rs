@@ -200,6 +200,7 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
         setup_terminal(
             process,
             ctx.console.as_ref().expect("checked by the parent"),
+            true,
         )?;
     }
     if !ctx.opts.no_new_keyring {
@@ -266,7 +267,7 @@ fn container_id(ctx: &InitContext<'_>) -> String {
 
 /// The last step: no descriptor of the runtime survives, signals are as a new process
 /// expects them, and the user's program replaces us.
-fn exec(
+pub(crate) fn exec(
     exe: &Path,
     args: &[String],
     env: &[String],
@@ -283,7 +284,11 @@ fn exec(
 
 /// A pseudo-terminal for the process: its master goes to the console socket, its slave
 /// becomes /dev/console, stdio and the controlling terminal.
-fn setup_terminal(process: &Process, console: &UnixStream) -> Result<(), InitError> {
+pub(crate) fn setup_terminal(
+    process: &Process,
+    console: &UnixStream,
+    mount_console: bool,
+) -> Result<(), InitError> {
     let (master, slave_path) = berth_sys::console::open_pty()?;
     if let Some(size) = process.console_size() {
         berth_sys::console::set_window_size(
@@ -293,7 +298,7 @@ fn setup_terminal(process: &Process, console: &UnixStream) -> Result<(), InitErr
         )?;
     }
     let console_path = Path::new("/dev/console");
-    if console_path.exists() {
+    if mount_console && console_path.exists() {
         berth_sys::mount::mount(
             Some(&slave_path.to_string_lossy()),
             console_path,
@@ -322,7 +327,7 @@ fn setup_terminal(process: &Process, console: &UnixStream) -> Result<(), InitErr
 }
 
 /// Finds the program as execvp(3) would, with the container's PATH.
-fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, InitError> {
+pub(crate) fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, InitError> {
     use std::os::unix::fs::PermissionsExt;
     let is_exe = |p: &Path| {
         std::fs::metadata(p)

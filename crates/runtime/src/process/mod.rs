@@ -28,6 +28,7 @@
 //! Stage 1 exists because a process cannot enter a new pid namespace itself: unshare
 //! (CLONE_NEWPID) and setns(pid) only apply to the children it forks afterwards.
 
+pub mod exec;
 pub mod init;
 pub mod parent;
 pub mod sync;

@@ -1,0 +1,215 @@
+//! `exec`: a new process in a running container. It enters every namespace of the
+//! container's init, its cgroups, and gets its own process settings (runc exec).
+//!
+//! ```text
+//! berth-runtime exec (parent)          stage 1 (fork)               the process (fork)
+//!   fork ───────────────────────────► non-dumpable, setns(user first, mnt last)
+//!                                     fork ─────────────────────────► (in the pid namespace)
+//!   ◄──────────────── InitPid ─────── exits
+//!   cgroup.procs ← pid ───────────── Placed ───────────────────────►  rlimits, user, caps
+//!                                                                    execve: the sync socket
+//!   EOF: exec succeeded ◄──────────── (or Failed) ──────────────────  closes on exec
+//! ```
+
+use std::convert::Infallible;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use berth_sys::process::{self as p, Fork};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::init::{self, InitError};
+use super::sync::{Channel, Message, SyncError};
+use crate::namespaces::{clone_flag, proc_name, NAMESPACE_ORDER};
+use crate::security::{self, CapSets};
+use crate::state::State;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Sys(#[from] berth_sys::Error),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Child(String),
+}
+
+pub struct ExecOptions {
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    /// A sub-cgroup (relative to the container's) for the process.
+    pub sub_cgroup: Option<String>,
+}
+
+/// Starts the process; returns its pid (in our pid namespace) once it has exec'd.
+pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
+    let console = match &opts.console_socket {
+        Some(path) => Some(UnixStream::connect(path).map_err(|source| ExecError::Io {
+            op: "connect console socket",
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    if opts.process.terminal() == Some(true) && console.is_none() {
+        return Err(ExecError::Child(
+            "process.terminal is set: a --console-socket is needed".into(),
+        ));
+    }
+    // The namespaces to join: every one of init's that is not already ours.
+    let mut join = Vec::new();
+    for t in NAMESPACE_ORDER {
+        let theirs = PathBuf::from(format!("/proc/{}/ns/{}", state.pid, proc_name(t)));
+        let ours = PathBuf::from(format!("/proc/self/ns/{}", proc_name(t)));
+        let (Ok(a), Ok(b)) = (std::fs::read_link(&theirs), std::fs::read_link(&ours)) else {
+            continue;
+        };
+        if a != b {
+            let fd = std::fs::File::open(&theirs).map_err(|source| ExecError::Io {
+                op: "open",
+                path: theirs.clone(),
+                source,
+            })?;
+            join.push((t, theirs, fd));
+        }
+    }
+    let (ours, theirs) = UnixStream::pair().map_err(|source| ExecError::Io {
+        op: "socketpair",
+        path: "sync".into(),
+        source,
+    })?;
+    p::set_child_subreaper()?;
+    let stage1 = match p::fork()? {
+        Fork::Child => {
+            drop(ours);
+            let mut ch = Channel(theirs);
+            let r = stage1(&join, &mut ch, opts, console.as_ref());
+            let _ = ch.send(&Message::Failed(match r {
+                Err(e) => e.to_string(),
+                Ok(never) => match never {},
+            }));
+            p::exit_now(1)
+        }
+        Fork::Parent(pid) => pid,
+    };
+    drop(theirs);
+    drop(console);
+    let mut ch = Channel(ours);
+    let pid = match ch.recv()? {
+        Message::InitPid { pid } => pid,
+        Message::Failed(m) => {
+            let _ = p::waitpid(stage1, false);
+            return Err(ExecError::Child(m));
+        }
+        other => {
+            return Err(SyncError::Unexpected {
+                expected: "InitPid",
+                got: other,
+            }
+            .into())
+        }
+    };
+    p::waitpid(stage1, false)?;
+    let placed = place(state, pid, opts.sub_cgroup.as_deref());
+    if let Err(e) = placed {
+        let _ = p::kill(pid, libc::SIGKILL);
+        let _ = p::waitpid(pid, false);
+        return Err(e);
+    }
+    ch.send(&Message::Placed)?;
+    // The socket closes at a successful exec (close-on-exec); a failure arrives as a message.
+    match ch.recv() {
+        Err(SyncError::Closed) => {}
+        Ok(Message::Failed(m)) => {
+            let _ = p::waitpid(pid, false);
+            return Err(ExecError::Child(m));
+        }
+        Ok(other) => {
+            return Err(SyncError::Unexpected {
+                expected: "exec",
+                got: other,
+            }
+            .into())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(pf) = &opts.pid_file {
+        std::fs::write(pf, pid.to_string()).map_err(|source| ExecError::Io {
+            op: "write",
+            path: pf.clone(),
+            source,
+        })?;
+    }
+    Ok(pid)
+}
+
+/// Puts the process in the container's cgroup on every hierarchy (or a sub-cgroup of it).
+fn place(state: &State, pid: i32, sub: Option<&str>) -> Result<(), ExecError> {
+    for d in &state.cgroups.dirs {
+        let dir = match sub {
+            Some(s) => d.join(s.trim_start_matches('/')),
+            None => d.clone(),
+        };
+        let p = dir.join("cgroup.procs");
+        std::fs::write(&p, pid.to_string()).map_err(|source| ExecError::Io {
+            op: "write",
+            path: p.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn stage1(
+    join: &[(LinuxNamespaceType, PathBuf, std::fs::File)],
+    ch: &mut Channel,
+    opts: &ExecOptions,
+    console: Option<&UnixStream>,
+) -> Result<Infallible, InitError> {
+    // CVE-2019-5736: until exec we are the runtime binary inside the container's namespaces;
+    // non-dumpable, our /proc/<pid>/exe cannot be opened by the container's processes.
+    p::set_dumpable(false)?;
+    p::set_parent_death_signal(libc::SIGKILL)?;
+    for (t, path, fd) in join {
+        p::setns(std::os::fd::AsFd::as_fd(fd), clone_flag(*t), path)?;
+    }
+    match p::fork()? {
+        Fork::Parent(pid) => {
+            ch.send(&Message::InitPid { pid })?;
+            p::exit_now(0)
+        }
+        Fork::Child => {}
+    }
+    ch.expect("Placed", |m| matches!(m, Message::Placed))?;
+    let process = &opts.process;
+    if process.terminal() == Some(true) {
+        init::setup_terminal(process, console.expect("checked before fork"), false)?;
+    }
+    let caps = CapSets::from_process(process)?;
+    security::apply_limits(process)?;
+    security::drop_bounding(&caps)?;
+    security::set_user(process, true)?;
+    security::set_capabilities(&caps)?;
+    let cwd = process.cwd();
+    std::env::set_current_dir(cwd).map_err(|source| InitError::Io {
+        op: "chdir",
+        path: cwd.clone(),
+        source,
+    })?;
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let exe = init::find_executable(args.first().map(String::as_str).unwrap_or(""), &env)?;
+    p::umask(process.user().umask().unwrap_or(0o022));
+    security::apply_no_new_privs(process)?;
+    init::exec(&exe, &args, &env, opts.preserve_fds)
+}
