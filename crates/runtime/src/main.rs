@@ -136,8 +136,13 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             serde_json::to_string_pretty(&default_spec::features())?
         ),
         Command::Exec(a) => {
+            let st = container::state(root, &a.id)?;
+            let bundle = berth_runtime::spec::load(std::path::Path::new(
+                st["bundle"].as_str().unwrap_or_default(),
+            ))?;
             let opts = ExecOptions {
-                process: exec_process(root, a)?,
+                seccomp: bundle.seccomp,
+                process: exec_process(&bundle.spec, a)?,
                 console_socket: a.console_socket.clone(),
                 pid_file: a.pid_file.clone(),
                 preserve_fds: a.preserve_fds,
@@ -172,7 +177,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
 
 /// The process for `exec`: a process.json, or the container's own process with the command
 /// line's changes (as runc builds it).
-fn exec_process(root: &std::path::Path, a: &berth_runtime::cli::ExecArgs) -> Result<Process> {
+fn exec_process(
+    spec: &oci_spec::runtime::Spec,
+    a: &berth_runtime::cli::ExecArgs,
+) -> Result<Process> {
     if let Some(path) = &a.process {
         let bytes =
             std::fs::read(path).map_err(|e| anyhow::anyhow!("read {}: {e}", path.display()))?;
@@ -183,9 +191,6 @@ fn exec_process(root: &std::path::Path, a: &berth_runtime::cli::ExecArgs) -> Res
     if a.command.is_empty() {
         bail!("exec: give a command, or --process");
     }
-    let st = container::state(root, &a.id)?;
-    let bundle = st["bundle"].as_str().unwrap_or_default();
-    let spec = berth_runtime::spec::load(std::path::Path::new(bundle))?.spec;
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));

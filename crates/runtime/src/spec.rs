@@ -43,6 +43,9 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub spec: Spec,
     pub rootfs: PathBuf,
+    /// The compiled seccomp filter: compiled here, so a bad profile fails before anything
+    /// is created, and once, as init inherits it through fork.
+    pub seccomp: Option<libseccomp::ScmpFilterContext>,
 }
 
 /// Reads and validates `<bundle>/config.json`.
@@ -73,7 +76,18 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
         Err(e) => return Err(invalid("root.path", format!("{}: {e}", rootfs.display()))),
     }
     validate(&spec)?;
-    Ok(Bundle { dir, spec, rootfs })
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => {
+            Some(crate::seccomp::compile(s).map_err(|e| invalid("linux.seccomp", e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(Bundle {
+        dir,
+        spec,
+        rootfs,
+        seccomp,
+    })
 }
 
 /// Parses config.json; a type error names the JSON path of the field (`linux.namespaces[2].type`).
@@ -323,9 +337,6 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
                 ));
             }
         }
-    }
-    if linux.seccomp().is_some() {
-        return Err(unsupported("linux.seccomp", "seccomp"));
     }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt", "Intel RDT"));

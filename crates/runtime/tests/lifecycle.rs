@@ -100,7 +100,7 @@ fn run_forwards_signals() {
     let b = Bundle::sh(
         "trap 'echo got-term; exit 7' TERM; echo ready > /tmp/ready; while :; do sleep 0.1; done",
     );
-    let mut child = b
+    let child = b
         .cmd(&["run", "fwd"])
         .stdout(std::process::Stdio::piped())
         .spawn()

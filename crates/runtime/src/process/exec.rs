@@ -49,6 +49,8 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// A sub-cgroup (relative to the container's) for the process.
     pub sub_cgroup: Option<String>,
+    /// The container's seccomp filter: an exec'd process is held to it too.
+    pub seccomp: Option<libseccomp::ScmpFilterContext>,
 }
 
 /// Starts the process; returns its pid (in our pid namespace) once it has exec'd.
@@ -197,6 +199,10 @@ fn stage1(
     }
     let caps = CapSets::from_process(process)?;
     security::apply_limits(process)?;
+    let nnp = process.no_new_privileges() == Some(true);
+    if let (false, Some(filter)) = (nnp, &opts.seccomp) {
+        crate::seccomp::load(filter)?;
+    }
     security::drop_bounding(&caps)?;
     security::set_user(process, true)?;
     security::set_capabilities(&caps)?;
@@ -211,5 +217,8 @@ fn stage1(
     let exe = init::find_executable(args.first().map(String::as_str).unwrap_or(""), &env)?;
     p::umask(process.user().umask().unwrap_or(0o022));
     security::apply_no_new_privs(process)?;
+    if let (true, Some(filter)) = (nnp, &opts.seccomp) {
+        crate::seccomp::load(filter)?;
+    }
     init::exec(&exe, &args, &env, opts.preserve_fds)
 }

@@ -36,6 +36,8 @@ pub enum InitError {
     Security(#[from] SecurityError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error("seccomp: {0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -218,6 +220,14 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
     // runc creates a missing cwd, as root, before becoming the user.
     let cwd = process.cwd();
     std::fs::create_dir_all(cwd).map_err(io("mkdir", cwd))?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we have it
+    // (runc does the same); with no_new_privs, as late as possible, right before exec.
+    let nnp = process.no_new_privileges() == Some(true);
+    if !nnp {
+        if let Some(filter) = &ctx.bundle.seccomp {
+            crate::seccomp::load(filter)?;
+        }
+    }
     security::drop_bounding(&caps)?;
     security::set_user(process, true)?;
     security::set_capabilities(&caps)?;
@@ -231,6 +241,11 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
         p::umask(0o022);
     }
     security::apply_no_new_privs(process)?;
+    if nnp {
+        if let Some(filter) = &ctx.bundle.seccomp {
+            crate::seccomp::load(filter)?;
+        }
+    }
     ch.send(&Message::Ready)?;
 
     let mut byte = [0u8; 1];

@@ -1,0 +1,182 @@
+//! seccomp filters from `linux.seccomp` (runtime-spec config-linux.md "Seccomp",
+//! seccomp(2)), compiled by libseccomp.
+
+use std::str::FromStr;
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("{what}: {source}")]
+    Libseccomp {
+        what: String,
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn lib(what: impl Into<String>) -> impl FnOnce(libseccomp::error::SeccompError) -> SeccompError {
+    let what = what.into();
+    move |source| SeccompError::Libseccomp { what, source }
+}
+
+/// The action, with the errno (for SCMP_ACT_ERRNO) or the tracer's value (SCMP_ACT_TRACE);
+/// EPERM when the config gives none, as runc does.
+fn action(a: LinuxSeccompAction, ret: Option<u32>) -> Result<ScmpAction, SeccompError> {
+    let ret = ret.unwrap_or(libc::EPERM as u32);
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(ret as i32),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(ret as u16),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => {
+            return Err(SeccompError::Invalid(
+                "SCMP_ACT_NOTIFY (a user-space listener) is not supported by berth-runtime yet"
+                    .into(),
+            ))
+        }
+    })
+}
+
+fn compare(
+    op: LinuxSeccompOperator,
+    value: u64,
+    value_two: Option<u64>,
+    index: usize,
+) -> ScmpArgCompare {
+    let (op, datum) = match op {
+        LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, value),
+        LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, value),
+        LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, value),
+        LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, value),
+        LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, value),
+        LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, value),
+        // (arg & value) == valueTwo
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            (ScmpCompareOp::MaskedEqual(value), value_two.unwrap_or(0))
+        }
+    };
+    ScmpArgCompare::new(index as u32, op, datum)
+}
+
+/// Compiles the filter. Syscalls unknown to libseccomp (newer than it) are skipped, as runc
+/// does, so one profile serves kernels old and new.
+pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
+    let default = action(s.default_action(), s.default_errno_ret())?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(lib("create the filter"))?;
+    // We set no_new_privs ourselves when the config asks for it; libseccomp would force it.
+    ctx.set_ctl_nnp(false)
+        .map_err(lib("clear the nnp attribute"))?;
+    for arch in s.architectures().iter().flatten() {
+        let name = arch.to_string();
+        let a = ScmpArch::from_str(&name).map_err(lib(format!("architecture {name}")))?;
+        if !ctx.is_arch_present(a).unwrap_or(false) {
+            ctx.add_arch(a)
+                .map_err(lib(format!("add architecture {name}")))?;
+        }
+    }
+    for f in s.flags().iter().flatten() {
+        match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true),
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => ctx.set_ctl_waitkill(true),
+        }
+        .map_err(lib(format!("flag {f:?}")))?;
+    }
+    for (i, rule) in s.syscalls().iter().flatten().enumerate() {
+        let act = action(rule.action(), rule.errno_ret())
+            .map_err(|e| SeccompError::Invalid(format!("syscalls[{i}]: {e}")))?;
+        // libseccomp refuses a rule that does what the default does: it is a no-op anyway.
+        if act == default {
+            continue;
+        }
+        let args = rule.args().clone().unwrap_or_default();
+        let conds: Vec<ScmpArgCompare> = args
+            .iter()
+            .map(|a| compare(a.op(), a.value(), a.value_two(), a.index()))
+            .collect();
+        // Conditions on distinct arguments are one rule (all must hold); several conditions on
+        // the same argument cannot be, so each becomes a rule of its own (any may hold).
+        let mut idx: Vec<usize> = args.iter().map(|a| a.index()).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        let distinct = idx.len() == args.len();
+        for name in rule.names() {
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                tracing::debug!(syscall = %name, "unknown to libseccomp: skipped");
+                continue;
+            };
+            let what = || format!("syscalls[{i}] {name}");
+            if conds.is_empty() {
+                ctx.add_rule(act, sc).map_err(lib(what()))?;
+            } else if distinct {
+                ctx.add_rule_conditional(act, sc, &conds)
+                    .map_err(lib(what()))?;
+            } else {
+                for c in &conds {
+                    ctx.add_rule_conditional(act, sc, std::slice::from_ref(c))
+                        .map_err(lib(what()))?;
+                }
+            }
+        }
+    }
+    Ok(ctx)
+}
+
+/// Loads the filter into the kernel for this process (and, with TSYNC, its threads).
+pub fn load(ctx: &ScmpFilterContext) -> Result<(), SeccompError> {
+    ctx.load().map_err(lib("load the filter"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_docker_like_rules() {
+        let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["read", "write", "no_such_syscall_anywhere"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}
+            ]
+        }))
+        .unwrap();
+        let ctx = compile(&s).unwrap();
+        let f = tempfile::tempfile().unwrap();
+        ctx.export_bpf(&f).unwrap();
+        assert!(f.metadata().unwrap().len() > 0);
+    }
+
+    #[test]
+    fn notify_is_refused_by_name() {
+        let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }))
+        .unwrap();
+        let err = compile(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("syscalls[0]") && err.contains("NOTIFY"),
+            "{err}"
+        );
+    }
+}

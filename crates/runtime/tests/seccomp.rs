@@ -1,0 +1,100 @@
+//! seccomp from the inside: a blocked syscall returns the configured errno, a killed
+//! process shows SIGSYS, argument conditions pick the calls they name.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+fn with_filter(script: &str, syscalls: serde_json::Value, nnp: bool) -> Bundle {
+    let mut b = Bundle::sh(script);
+    b.edit(|c| {
+        c["process"]["noNewPrivileges"] = json!(nnp);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": syscalls
+        });
+    });
+    b
+}
+
+#[test]
+fn errno_action_with_errno_ret() {
+    let b = with_filter(
+        "mkdir /tmp/x 2>&1; echo rc=$?",
+        json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]),
+        true,
+    );
+    let out = b.run_ok("sc-errno");
+    assert!(
+        out.contains("Permission denied") && out.contains("rc=1"),
+        "{out}"
+    );
+    assert!(!b.rootfs().join("tmp/x").exists());
+}
+
+#[test]
+fn kill_action_shows_sigsys() {
+    // busybox runs `uname` inside the shell itself: the shell, pid 1, is killed.
+    let b = with_filter(
+        "echo before; uname; echo after",
+        json!([{"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"}]),
+        false,
+    );
+    let (out, _, code) = b.run("sc-kill");
+    assert_eq!(code, 159, "128 + SIGSYS (31)");
+    assert_eq!(out.trim(), "before");
+}
+
+#[test]
+fn argument_conditions() {
+    // kill(pid, 0) is refused; kill(pid, SIGCONT) is not.
+    let b = with_filter(
+        "kill -0 $$ 2>/dev/null; echo zero=$?; kill -CONT $$; echo cont=$?",
+        json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]}]),
+        true,
+    );
+    assert_eq!(
+        b.run_ok("sc-args").lines().collect::<Vec<_>>(),
+        ["zero=1", "cont=0"]
+    );
+}
+
+#[test]
+fn exec_is_held_to_the_filter_too() {
+    let b = with_filter(
+        "sleep 100",
+        json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]),
+        true,
+    );
+    b.run_detached("sc-exec");
+    let out = b.runtime(&[
+        "exec",
+        "sc-exec",
+        "sh",
+        "-c",
+        "mkdir /tmp/y 2>&1; echo rc=$?",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Operation not permitted") && text.contains("rc=1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_profile_is_refused_before_anything_exists() {
+    let b = with_filter(
+        "true",
+        json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]),
+        true,
+    );
+    let out = b.runtime(&["create", "sc-bad"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linux.seccomp") && err.contains("NOTIFY"),
+        "{err}"
+    );
+    assert_nothing_left(&b, "sc-bad");
+}
