@@ -974,6 +974,21 @@ impl LayerStore {
             .collect()
     }
 
+    /// Unpacks one layer unless it is already there: a pull calls this for each layer as
+    /// soon as its blob has arrived, so unpacking overlaps the downloads still going.
+    pub fn ensure(
+        &self,
+        content: &Store,
+        source: &LayerSource,
+        chain_id: &Digest,
+        parent: Option<Digest>,
+    ) -> Result<()> {
+        if self.get(chain_id)?.is_some() {
+            return Ok(());
+        }
+        self.unpack_one(content, source, chain_id, parent)
+    }
+
     fn unpack_one(
         &self,
         content: &Store,

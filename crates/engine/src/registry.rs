@@ -19,6 +19,7 @@ use crate::images::{
     self, ImageError, Images, Loaded, Platform, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST,
     MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
 };
+use crate::layers::{self, LayerSource};
 use crate::reference::Reference;
 
 /// What a registry may answer for a manifest: OCI and Docker schema 2 manifests and indexes.
@@ -31,7 +32,7 @@ const ACCEPT: [&str; 4] = [
 /// A manifest larger than this is refused (containerd's bound too).
 const MAX_MANIFEST_SIZE: usize = 4 << 20;
 /// Attempts per request; the waits between them double from `RETRY_BASE`.
-const ATTEMPTS: u32 = 4;
+const ATTEMPTS: u32 = 5;
 const RETRY_BASE: Duration = Duration::from_millis(250);
 
 /// Why a pull failed.
@@ -309,7 +310,44 @@ pub fn pull(
     // Blobs are written under the shared gc lock: no garbage collection takes them before
     // the image that names them is recorded.
     let _gc = images.content().gc_lock(false)?;
-    let fetched = runtime.block_on(fetch(images, reference, platform, tls_verify, progress))?;
+    // Downloads run on the async runtime; each layer, once its blob is in, goes to one of
+    // these threads to be unpacked while the other downloads go on.
+    let (jobs, queue) = std::sync::mpsc::channel::<UnpackJob>();
+    let queue = std::sync::Mutex::new(queue);
+    let failure: std::sync::Mutex<Option<RegistryError>> = std::sync::Mutex::new(None);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let fetched = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let job = match queue.lock() {
+                    Ok(queue) => queue.recv(),
+                    Err(_) => break,
+                };
+                let Ok(job) = job else { break };
+                let result = images
+                    .layers()
+                    .ensure(images.content(), &job.source, &job.chain_id, job.parent)
+                    .map_err(|e| RegistryError::from(ImageError::from(e)));
+                match result {
+                    Ok(()) => progress.finish(&job.source.blob, "Pull complete"),
+                    Err(e) => {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+        let fetched = runtime.block_on(fetch(
+            images, reference, platform, tls_verify, progress, &jobs,
+        ));
+        // Closing the queue lets the workers finish what is queued and stop.
+        drop(jobs);
+        fetched
+    })?;
+    if let Some(e) = failure.into_inner().ok().flatten() {
+        return Err(e);
+    }
     let tags: Vec<String> = reference
         .tag()
         .map(|_| reference.to_string())
@@ -321,6 +359,13 @@ pub fn pull(
     let loaded = images.register(&fetched.manifest, &tags, &[repo_digest])?;
     progress.line(&format!("Digest: {}", fetched.top_digest));
     Ok(loaded)
+}
+
+/// A layer whose blob is in the store, to unpack.
+struct UnpackJob {
+    source: LayerSource,
+    chain_id: Digest,
+    parent: Option<Digest>,
 }
 
 struct Fetched {
@@ -336,6 +381,7 @@ async fn fetch(
     platform: &Platform,
     tls_verify: bool,
     progress: &dyn Progress,
+    unpack: &std::sync::mpsc::Sender<UnpackJob>,
 ) -> Result<Fetched> {
     let scheme = negotiate(reference.domain(), tls_verify).await?;
     let client = Client::new(scheme.client_config(reference.domain()));
@@ -361,28 +407,58 @@ async fn fetch(
     let store = images.content();
     store.add_blob(&manifest_data[..])?;
 
-    let mut wanted = vec![(&manifest.config, false)];
-    wanted.extend(manifest.layers.iter().map(|l| (l, true)));
-    let downloads = wanted.into_iter().map(|(desc, is_layer)| {
-        let client = &client;
-        let oci_ref = &oci_ref;
-        async move {
-            // Progress names layers only, as Docker's does.
-            if store.has_blob(&desc.digest) {
-                if is_layer {
-                    progress.finish(&desc.digest, "Already exists");
-                }
-                return Ok(());
+    // The config first: its diff_ids name the layers' chain ids, so that each layer can be
+    // unpacked as soon as its blob has arrived, while the others still download.
+    if !store.has_blob(&manifest.config.digest) {
+        fetch_blob(&client, &oci_ref, reference, images, &manifest.config, None).await?;
+    }
+    let config: images::ImageConfig =
+        serde_json::from_slice(&store.read_blob(&manifest.config.digest)?).map_err(|source| {
+            ImageError::Json {
+                what: "config",
+                digest: manifest.config.digest.to_string(),
+                source,
             }
-            let shown = is_layer.then_some(progress);
-            fetch_blob(client, oci_ref, reference, images, desc, shown).await?;
-            if is_layer {
-                progress.finish(&desc.digest, "Pull complete");
+        })?;
+    let diff_ids = config.rootfs.diff_ids;
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(ImageError::LayerCount {
+            image: manifest.config.digest.clone(),
+            diff_ids: diff_ids.len(),
+            layers: manifest.layers.len(),
+        }
+        .into());
+    }
+    let chains = layers::chain_ids(&diff_ids);
+    let downloads = manifest.layers.iter().enumerate().map(|(i, desc)| {
+        let (client, oci_ref, diff_ids, chains) = (&client, &oci_ref, &diff_ids, &chains);
+        async move {
+            let unpacked = images
+                .layers()
+                .get(&chains[i])
+                .map_err(ImageError::from)?
+                .is_some();
+            if unpacked || store.has_blob(&desc.digest) {
+                progress.finish(&desc.digest, "Already exists");
+            } else {
+                fetch_blob(client, oci_ref, reference, images, desc, Some(progress)).await?;
+                progress.finish(&desc.digest, "Download complete");
+            }
+            if !unpacked {
+                let job = UnpackJob {
+                    source: LayerSource {
+                        blob: desc.digest.clone(),
+                        diff_id: diff_ids[i].clone(),
+                    },
+                    chain_id: chains[i].clone(),
+                    parent: i.checked_sub(1).map(|p| chains[p].clone()),
+                };
+                // The workers only stop once this sender is dropped, after every download.
+                let _ = unpack.send(job);
             }
             Ok::<_, RegistryError>(())
         }
     });
-    // Every blob at once: the layers download in parallel, each verified as it streams.
     try_join_all(downloads).await?;
     Ok(Fetched {
         top_digest,

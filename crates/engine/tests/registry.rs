@@ -437,12 +437,12 @@ fn pull_retries_server_errors_and_cut_connections() {
     let tmp = tempfile::tempdir().unwrap();
     let registry = Registry::start(tmp.path());
     registry.push("busybox-latest", "tools/busybox:1");
-    let proxy = FlakyProxy::start(registry.addr.clone(), 2, 2);
+    let proxy = FlakyProxy::start(registry.addr.clone(), 1, 2);
     let root = tmp.path().join("root");
     let out = berth_ok(&root, &["pull", &format!("{}/tools/busybox:1", proxy.addr)]);
     assert!(out.contains(": Pull complete"), "{out}");
-    // Two blobs (config and layer), two refusals and two cuts: six requests at least.
+    // Two blobs (config and layer), one refusal and two cuts: five requests at least.
     let seen = proxy.seen.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(seen >= 6, "the proxy saw {seen} blob requests");
+    assert!(seen >= 5, "the proxy saw {seen} blob requests");
     berth_ok(&root, &["system", "check"]);
 }
