@@ -311,8 +311,15 @@ pub fn prepare(ctx: &Context<'_>) -> Result<OwnedFd, RootfsError> {
     )
     .map_err(io("open", ctx.rootfs))?;
     let mounts = ctx.spec.mounts().as_deref().unwrap_or(&[]);
-    for mnt in mounts {
-        mount_one(ctx, root.as_fd(), mnt)?;
+    for (i, mnt) in mounts.iter().enumerate() {
+        // Name the config's mount: the syscalls only see /proc/self/fd/N.
+        mount_one(ctx, root.as_fd(), mnt).map_err(|e| match e {
+            e @ RootfsError::Mount { .. } => e,
+            e => RootfsError::Mount {
+                dest: mnt.destination().clone(),
+                message: format!("mounts[{i}]: {e}"),
+            },
+        })?;
     }
     let dev_is_bind = mounts
         .iter()
@@ -453,7 +460,7 @@ fn mount_cgroups(
     let pure_v2 = ctx.hierarchies.len() == 1 && ctx.hierarchies[0].v2;
     let target = create_in_root(root, dest, true)?;
     if pure_v2 {
-        mount_hierarchy(ctx, &ctx.hierarchies[0], 0, &fd_path(target.as_fd()), flags)?;
+        mount_hierarchy(ctx, &ctx.hierarchies[0], 0, root, dest, flags)?;
         return Ok(());
     }
     mount(
@@ -470,7 +477,8 @@ fn mount_cgroups(
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("unified"));
         let sub = create_in_root(root, &dest.join(&name), true)?;
-        mount_hierarchy(ctx, h, i, &fd_path(sub.as_fd()), flags)?;
+        drop(sub);
+        mount_hierarchy(ctx, h, i, root, &dest.join(&name), flags)?;
     }
     if flags & m::MS_RDONLY != 0 {
         let target = open_in_root(root, dest, OFlags::PATH).map_err(io("open", dest))?;
@@ -490,9 +498,12 @@ fn mount_hierarchy(
     ctx: &Context<'_>,
     h: &Hierarchy,
     i: usize,
-    target: &Path,
+    root: BorrowedFd<'_>,
+    dest: &Path,
     flags: libc::c_ulong,
 ) -> Result<(), RootfsError> {
+    let fd = open_in_root(root, dest, OFlags::PATH).map_err(io("open", dest))?;
+    let target = &fd_path(fd.as_fd());
     if ctx.new_cgroupns {
         let (typ, data) = if h.v2 {
             ("cgroup2", String::new())
@@ -503,7 +514,9 @@ fn mount_hierarchy(
         mount(Some(typ), target, Some(typ), flags, data)?;
     } else if let Some(dir) = ctx.placement.dirs.get(i) {
         mount(Some(&dir.to_string_lossy()), target, None, m::MS_BIND, None)?;
-        remount_bind(target, flags)?;
+        // The remount acts on the new mount: reopen its root.
+        let fd = open_in_root(root, dest, OFlags::PATH).map_err(io("open", dest))?;
+        remount_bind(&fd_path(fd.as_fd()), flags)?;
     }
     Ok(())
 }

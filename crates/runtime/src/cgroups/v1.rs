@@ -34,7 +34,7 @@ fn w(controller: &'static str, file: &str, value: impl ToString, field: &'static
 pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
     let mut out = Vec::new();
     if let Some(m) = r.memory() {
-        if let Some(l) = m.limit() {
+        if let Some(l) = m.limit().filter(|&v| v != 0) {
             out.push(w(
                 "memory",
                 "memory.limit_in_bytes",
@@ -42,7 +42,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 "linux.resources.memory.limit",
             ));
         }
-        if let Some(s) = m.swap() {
+        if let Some(s) = m.swap().filter(|&v| v != 0) {
             // memory.memsw is memory + swap, as the spec's swap; written after the limit,
             // which it may not be below.
             let mut wr = w(
@@ -54,7 +54,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
             wr.optional = true;
             out.push(wr);
         }
-        if let Some(v) = m.reservation() {
+        if let Some(v) = m.reservation().filter(|&v| v != 0) {
             out.push(w(
                 "memory",
                 "memory.soft_limit_in_bytes",
@@ -62,7 +62,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 "linux.resources.memory.reservation",
             ));
         }
-        if let Some(v) = m.swappiness() {
+        if let Some(v) = m.swappiness().filter(|&v| v <= 100) {
             out.push(w(
                 "memory",
                 "memory.swappiness",
@@ -123,7 +123,8 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
             out.push(w("cpuset", "cpuset.mems", v, "linux.resources.cpu.mems"));
         }
     }
-    if let Some(p) = r.pids() {
+    // Zero means "not set" for these values (Docker sends zeros), as runc reads them.
+    if let Some(p) = r.pids().filter(|p| p.limit() != 0) {
         let v = if p.limit() > 0 {
             p.limit().to_string()
         } else {
@@ -132,7 +133,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
         out.push(w("pids", "pids.max", v, "linux.resources.pids.limit"));
     }
     if let Some(b) = r.block_io() {
-        if let Some(v) = b.weight() {
+        if let Some(v) = b.weight().filter(|&v| v != 0) {
             out.push(w(
                 "blkio",
                 "blkio.weight",
@@ -140,7 +141,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 "linux.resources.blockIO.weight",
             ));
         }
-        if let Some(v) = b.leaf_weight() {
+        if let Some(v) = b.leaf_weight().filter(|&v| v != 0) {
             out.push(w(
                 "blkio",
                 "blkio.leaf_weight",
