@@ -129,13 +129,36 @@ impl Bundle {
         self.cmd_with(RUNTIME, args)
     }
 
+    /// Runs a command with stdout and stderr in files, not pipes: a container that outlives
+    /// the command (create, run -d, a create that wrongly succeeds) must not hang the test.
+    pub fn output(&self, mut cmd: Command) -> Output {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let (o, e) = (
+            self.tmp.path().join(format!("out.{n}")),
+            self.tmp.path().join(format!("err.{n}")),
+        );
+        let status = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&o).unwrap())
+            .stderr(std::fs::File::create(&e).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&o).unwrap(),
+            stderr: std::fs::read(&e).unwrap(),
+        }
+    }
+
     pub fn runtime(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        self.output(self.cmd(args))
     }
 
     /// `run ID` in the foreground: the output and the exit code.
     pub fn run_with(&self, binary: &str, id: &str) -> (String, String, i32) {
-        let out = self.cmd_with(binary, &["run", id]).output().unwrap();
+        let out = self.output(self.cmd_with(binary, &["run", id]));
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
