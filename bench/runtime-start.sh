@@ -13,7 +13,7 @@ runs=${1:-50}
 if [ -z "${BERTH_BENCH_INNER:-}" ]; then
   # The runtime as shipped for speed and memory: static (glibc static-pie), so no dynamic
   # loader, libc.so or libgcc_s pages are mapped at every start.
-  RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=target/static \
+  RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu CARGO_TARGET_DIR=target/static \
     cargo build --release -p berth-runtime --target x86_64-unknown-linux-gnu >&2
   cargo build --release -p berth-runtime >&2
   exec unshare -m --propagation private env BERTH_BENCH_INNER=1 "$0" "$@"
@@ -25,11 +25,17 @@ work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 scripts/busybox-bundle "$work/bundle" "$berth" >/dev/null
 sed -i 's/"terminal": true/"terminal": false/; s|^\( *\)"sh"$|\1"/bin/true"|' "$work/bundle/config.json"
+# The same bundle with a memory and a pids limit: what the cgroup setup costs.
+cp -r "$work/bundle" "$work/limited"
+sed -i 's|"resources": {|"resources": {\n      "memory": {"limit": 67108864}, "pids": {"limit": 100},|' "$work/limited/config.json"
+grep -q '"pids": {"limit": 100}' "$work/limited/config.json" || { echo "bench: could not add limits" >&2; exit 1; }
 cd "$work/bundle"
 for rt in berth berth-dyn runc crun; do mkdir -p "$work/root-$rt"; done
 hyperfine -N --warmup 5 --runs "$runs" --export-markdown "$work/run.md" \
   -n berth "$berth --root $work/root-berth run b" \
   -n berth-dynamic "$berth_dyn --root $work/root-berth-dyn run b" \
+  -n berth-limits "$berth --root $work/root-berth --log /dev/null run --bundle $work/limited bl" \
+  -n runc-limits "runc --root $work/root-runc run --bundle $work/limited rl" \
   -n runc "runc --root $work/root-runc run b" \
   -n crun "crun --root $work/root-crun run b"
 cat "$work/run.md"
@@ -41,6 +47,14 @@ hyperfine --warmup 5 --runs "$runs" --shell=bash --export-markdown "$work/lifecy
   -n runc "$(lifecycle runc "$work/root-runc")" \
   -n crun "$(lifecycle crun "$work/root-crun")"
 cat "$work/lifecycle.md"
+echo
+echo "runs of /bin/true under a 512 KiB memory limit, out of 10:"
+sed -i 's|"limit": 67108864|"limit": 524288|' "$work/limited/config.json"
+for rt in "berth:$berth" "runc:runc" "crun:crun"; do
+  name=${rt%%:*} bin=${rt#*:} ok=0
+  for i in $(seq 10); do "$bin" --root "$work/root-$name" run --bundle "$work/limited" m$i >/dev/null 2>&1 && ok=$((ok+1)); "$bin" --root "$work/root-$name" delete -f m$i >/dev/null 2>&1 || true; done
+  echo "$name $ok/10"
+done
 echo
 echo "peak RSS of run (KiB, /usr/bin/time -v, median of 5):"
 for pair in "berth:$berth" "berth-dyn:$berth_dyn" "runc:runc" "crun:crun"; do
