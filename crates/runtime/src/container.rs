@@ -102,14 +102,23 @@ pub fn create(
 
 /// Kills what is left of a container and removes its cgroups.
 fn destroy(st: &State) {
+    let frozen = is_frozen(st);
     if st.pid > 0 && state::process_start_time(st.pid) == Some(st.start_time) {
         kill_init(st, libc::SIGKILL).ok();
-        wait_gone(st.pid);
     }
     for pid in st.cgroups.pids() {
         let _ = p::kill(pid, libc::SIGKILL);
     }
-    st.cgroups.remove();
+    // A frozen task acts on SIGKILL only once thawed (cgroup-v1/freezer-subsystem.rst).
+    if frozen {
+        let _ = crate::cgroups::freeze(&st.cgroups, false);
+    }
+    if st.pid > 0 {
+        wait_gone(st.pid);
+    }
+    if let Some(e) = st.cgroups.remove() {
+        tracing::warn!("{e}");
+    }
 }
 
 /// Signals init through a pidfd: the signal cannot reach a process that reused the pid.

@@ -22,6 +22,17 @@ fn main() -> ExitCode {
         println!("spec: 1.2.0");
         return ExitCode::SUCCESS;
     }
+    // Before we open anything ourselves (the log file would take descriptor 3).
+    let preserved = match &cli.command {
+        Some(Command::Create(a)) => a.preserve_fds,
+        Some(Command::Run(a)) => a.create.preserve_fds,
+        Some(Command::Exec(a)) => a.preserve_fds,
+        _ => 0,
+    };
+    if let Err(e) = check_preserved(preserved) {
+        eprintln!("berth-runtime: {e}");
+        return ExitCode::FAILURE;
+    }
     let to_file = cli.log.is_some();
     if let Err(e) = logging::Logger::install(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!(
@@ -57,6 +68,17 @@ fn create_options(c: &berth_runtime::cli::CreateArgs) -> CreateOptions {
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
     }
+}
+
+/// --preserve-fds N hands descriptors 3..3+N to the container: they must be the caller's. A
+/// number the caller did not open could later be one of ours (the state lock, the sync socket).
+fn check_preserved(n: u32) -> Result<()> {
+    for fd in 3..3 + n as i32 {
+        if !berth_sys::process::fd_is_open(fd) {
+            bail!("--preserve-fds {n}: descriptor {fd} is not open");
+        }
+    }
+    Ok(())
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {

@@ -780,7 +780,10 @@ fn readonly_path(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
     )?;
     let target = open_in_root(root, path, OFlags::PATH).map_err(io("open", path))?;
     let tpath = fd_path(target.as_fd());
-    remount_bind(&tpath, m::MS_RDONLY)
+    // A bind remount replaces every flag: keep the ones the mount has (runc's readonlyPath).
+    let st = rustix::fs::statvfs(&tpath).map_err(io("statvfs", path))?;
+    let keep = st.f_flag.bits() as libc::c_ulong & (m::MS_NOSUID | m::MS_NODEV | m::MS_NOEXEC);
+    remount_bind(&tpath, m::MS_RDONLY | keep)
 }
 
 #[cfg(test)]

@@ -175,11 +175,35 @@ pub fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), SecurityErro
         let extra: Vec<u32> = u.additional_gids().clone().unwrap_or_default();
         berth_sys::user::setgroups(&extra)?;
     }
+    fix_stdio_owner(u.uid(), u.gid());
     berth_sys::process::set_keepcaps(true)?;
     berth_sys::user::setresgid(u.gid())?;
     berth_sys::user::setresuid(u.uid())?;
     berth_sys::process::set_keepcaps(false)?;
     Ok(())
+}
+
+/// Gives stdio (and the pty) to the container's user, as runc's fixStdioPermissions: a
+/// non-root process must be able to reopen /dev/stdout, /proc/self/fd/1 or /dev/tty. /dev/null
+/// is left alone; a descriptor we may not chown (from outside a user namespace) stays as is.
+fn fix_stdio_owner(uid: u32, gid: u32) {
+    use std::os::fd::AsFd;
+    let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    for fd in [i.as_fd(), o.as_fd(), e.as_fd()] {
+        let Ok(st) = rustix::fs::fstat(fd) else {
+            continue;
+        };
+        let is_char = rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::CharacterDevice;
+        if (is_char && st.st_rdev == rustix::fs::makedev(1, 3)) || st.st_uid == uid {
+            continue;
+        }
+        let _ = rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        );
+    }
 }
 
 /// Sets the effective, permitted, inheritable and ambient sets to exactly the config's.

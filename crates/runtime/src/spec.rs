@@ -338,6 +338,9 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
             }
         }
     }
+    for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
+        check_sysctl(key, &has).map_err(|m| invalid(format!("linux.sysctl.{key}"), m))?;
+    }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt", "Intel RDT"));
     }
@@ -391,6 +394,34 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
                 "a device node is c, b, u or p",
             ));
         }
+    }
+    Ok(())
+}
+
+/// Only sysctls that belong to one of the container's own namespaces may be set: anything
+/// else (kernel.core_pattern, vm.*) would change the host (runc's validator, sysctl(8)).
+fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<(), String> {
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needs = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err("not a namespaced sysctl: it would change the host".into());
+    };
+    if !has(needs) {
+        return Err(format!("needs a new {needs:?} namespace"));
     }
     Ok(())
 }

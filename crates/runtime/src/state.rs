@@ -164,6 +164,12 @@ impl ContainerDir {
         })
     }
 
+    /// The lock's descriptor number, for a forked child to close: open in the container it
+    /// would be a way back to the host's state directory (CVE-2024-21626).
+    pub fn lock_fd(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self._lock)
+    }
+
     pub fn state_path(&self) -> PathBuf {
         self.path.join("state.json")
     }

@@ -157,3 +157,33 @@ fn duplicate_id() {
     b.runtime(&["delete", "dup"]);
     assert_nothing_left(&b, "dup");
 }
+
+#[test]
+fn host_sysctl_and_cgroup_escape_are_refused() {
+    let mut b = Bundle::sh("true");
+    b.edit(|c| c["linux"]["sysctl"] = json!({"kernel.core_pattern": "|/tmp/x"}));
+    refused(&b, "sysctl", "linux.sysctl.kernel.core_pattern");
+    // A cgroupsPath with `..` stays under the hierarchy: the container still runs, and
+    // nothing is created next to /sys/fs/cgroup.
+    b.edit(|c| {
+        c["linux"].as_object_mut().unwrap().remove("sysctl");
+        c["linux"]["cgroupsPath"] = json!("/../../../../tmp/berth-cgroup-escape");
+    });
+    let (_, err, code) = b.run("cg-escape");
+    assert_eq!(code, 0, "{err}");
+    assert!(!std::path::Path::new("/tmp/berth-cgroup-escape").exists());
+}
+
+#[test]
+fn cwd_through_a_leaked_descriptor_is_refused() {
+    // CVE-2024-21626: a cwd of /proc/self/fd/N must not reach a host directory.
+    let mut b = Bundle::sh("pwd");
+    for fd in 3..8 {
+        b.edit(|c| c["process"]["cwd"] = json!(format!("/proc/self/fd/{fd}")));
+        let (out, _, code) = b.run(&format!("leak{fd}"));
+        assert!(
+            code != 0 || !out.contains("berth"),
+            "fd {fd}: cwd escaped: {out}"
+        );
+    }
+}

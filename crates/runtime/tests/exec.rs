@@ -192,3 +192,11 @@ fn events_report_an_oom_kill() {
         "{text}"
     );
 }
+
+#[test]
+fn delete_force_of_a_paused_container() {
+    let b = running("sleep 100");
+    ok(&b, &["pause", "c"]);
+    ok(&b, &["delete", "--force", "c"]);
+    assert_nothing_left(&b, "c");
+}

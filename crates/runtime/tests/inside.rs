@@ -363,3 +363,11 @@ fn terminal_through_the_console_socket() {
     wait_for("stopped", || b.state("tty")["status"] == "stopped");
     b.runtime(&["delete", "tty"]);
 }
+
+#[test]
+fn a_non_root_user_can_reopen_its_stdio() {
+    // Opening /proc/self/fd/1 reopens the file itself: that needs permission on it.
+    let mut b = Bundle::sh(": >> /proc/self/fd/1 && : >> /proc/self/fd/2 && echo ok");
+    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
+    assert_eq!(b.run_ok("stdio").trim(), "ok");
+}

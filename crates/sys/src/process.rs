@@ -445,3 +445,17 @@ pub fn loopback_up() -> Result<()> {
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
     check("ioctl(SIOCSIFFLAGS) lo", None, rc.into()).map(drop)
 }
+
+/// Whether `fd` is an open descriptor (fcntl(F_GETFD) succeeds).
+pub fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD takes no argument and only reads the descriptor table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Closes a descriptor inherited through fork that this process must not keep (the child's
+/// copy of the parent's state lock). Closing a number that is not open is harmless (EBADF).
+pub fn close_inherited(fd: i32) {
+    // SAFETY: the caller names a descriptor this process owns through fork and never uses
+    // again; no Rust object in the child refers to it afterwards.
+    unsafe { libc::close(fd) };
+}

@@ -184,10 +184,28 @@ fn dir_for(h: &Hierarchy, own: &[(Vec<String>, PathBuf)], cgroups_path: &Path) -
             .unwrap_or_else(|| PathBuf::from("/"));
         mine.join(cgroups_path)
     };
+    // `..` never climbs above the hierarchy's root (runc's CleanPath): a hostile cgroupsPath
+    // must not make us create directories or write limits outside /sys/fs/cgroup.
+    let rel = clean(&rel);
     // The mount shows `root` at `mountpoint`: strip it (inside a container that is not `/`).
     let under = rel.strip_prefix(&h.root).unwrap_or(&rel);
     let under = under.strip_prefix("/").unwrap_or(under);
     h.mountpoint.join(under)
+}
+
+/// `path` made absolute with `.` and `..` resolved lexically, never above `/`.
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The host's hierarchies, read once per command.
@@ -247,7 +265,10 @@ pub fn create(
         let has_devices = hierarchies
             .iter()
             .any(|h| h.controllers.iter().any(|c| c == "devices"));
-        if wants_devices && !has_devices {
+        // Without a device controller nothing would stop a container with CAP_MKNOD from
+        // opening the host's disks: refuse, even when the config lists no rules.
+        let _ = wants_devices;
+        if !has_devices {
             return Err(CgroupError::NoDeviceController);
         }
         Ok(())
@@ -453,6 +474,20 @@ mod tests {
         assert_eq!(
             dir_for(&hs[3], &own, Path::new("c")),
             Path::new("/sys/fs/cgroup/unified/session/c")
+        );
+    }
+
+    #[test]
+    fn dotdot_stays_in_the_hierarchy() {
+        let hs = parse_mountinfo(HYBRID);
+        let own = parse_proc_cgroup("4:memory:/user\n");
+        assert_eq!(
+            dir_for(&hs[1], &own, Path::new("/../../../etc/x")),
+            Path::new("/sys/fs/cgroup/memory/etc/x")
+        );
+        assert_eq!(
+            dir_for(&hs[1], &own, Path::new("../../../etc")),
+            Path::new("/sys/fs/cgroup/memory/etc")
         );
     }
 

@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_sys::process::{self as p, Fork};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -159,7 +159,12 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
 fn place(state: &State, pid: i32, sub: Option<&str>) -> Result<(), ExecError> {
     for d in &state.cgroups.dirs {
         let dir = match sub {
-            Some(s) => d.join(s.trim_start_matches('/')),
+            // Cleaned: a sub-cgroup stays under the container's.
+            Some(s) => d.join(
+                crate::cgroups::clean(Path::new(s))
+                    .strip_prefix("/")
+                    .unwrap_or(Path::new("")),
+            ),
             None => d.clone(),
         };
         let p = dir.join("cgroup.procs");
@@ -212,6 +217,7 @@ fn stage1(
         path: cwd.clone(),
         source,
     })?;
+    init::check_cwd_inside()?;
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let exe = init::find_executable(args.first().map(String::as_str).unwrap_or(""), &env)?;

@@ -68,6 +68,8 @@ pub struct InitContext<'a> {
     /// needs no path to it, which a user namespace's root could not reach.
     pub fifo_fd: std::fs::File,
     pub console: Option<UnixStream>,
+    /// The parent's state lock, inherited through fork: closed first thing.
+    pub lock_fd: i32,
 }
 
 /// Reports a failure to the parent, then exits. The one place a child both logs (sends) an
@@ -97,6 +99,10 @@ pub fn stage1(ctx: InitContext<'_>, mut ch: Channel) -> ! {
 }
 
 fn enter_namespaces(ctx: &InitContext<'_>, ch: &mut Channel) -> Result<(), InitError> {
+    // CVE-2024-21626: nothing of the host's may stay open in the container, not even until exec.
+    p::close_inherited(ctx.lock_fd);
+    // CVE-2019-5736: we are the runtime binary inside namespaces that others may share.
+    p::set_dumpable(false)?;
     // If the runtime dies now, so do we: nobody would ever reap or start us.
     p::set_parent_death_signal(libc::SIGKILL)?;
     ctx.plan.join_all()?;
@@ -232,6 +238,7 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
     security::set_user(process, true)?;
     security::set_capabilities(&caps)?;
     std::env::set_current_dir(cwd).map_err(io("chdir", cwd))?;
+    check_cwd_inside()?;
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let exe = find_executable(&args[0], &env)?;
@@ -339,6 +346,19 @@ pub(crate) fn setup_terminal(
         p::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), fd)?;
     }
     Ok(())
+}
+
+/// CVE-2024-21626: the working directory must be inside the container's root. A cwd reached
+/// through a descriptor of the host has no path from our root: getcwd(3) fails or returns a
+/// path that does not start with '/' ("(unreachable)").
+pub(crate) fn check_cwd_inside() -> Result<(), InitError> {
+    match std::env::current_dir() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(p) => Err(io("getcwd", &p)(std::io::Error::from_raw_os_error(
+            libc::ENOENT,
+        ))),
+        Err(e) => Err(io("getcwd", Path::new("."))(e)),
+    }
 }
 
 /// Finds the program as execvp(3) would, with the container's PATH.

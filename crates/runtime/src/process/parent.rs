@@ -177,6 +177,7 @@ fn spawn(
                 fifo: &fifo,
                 fifo_fd,
                 console,
+                lock_fd: dir.lock_fd(),
             };
             init::stage1(ctx, Channel(theirs))
         }
