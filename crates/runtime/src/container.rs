@@ -81,7 +81,8 @@ pub fn create(
     bundle: &Path,
     opts: &CreateOptions,
 ) -> Result<(), ContainerError> {
-    let bundle = spec::load(bundle)?;
+    let mut bundle = spec::load(bundle)?;
+    bundle.prepare_seccomp(Some(&root.join(crate::seccomp::CACHE_DIR)))?;
     let dir = ContainerDir::create(root, id)?;
     let result = parent::create(&dir, &bundle, opts);
     match result {

@@ -159,9 +159,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         ),
         Command::Exec(a) => {
             let st = container::state(root, &a.id)?;
-            let bundle = berth_runtime::spec::load(std::path::Path::new(
+            let mut bundle = berth_runtime::spec::load(std::path::Path::new(
                 st["bundle"].as_str().unwrap_or_default(),
             ))?;
+            bundle.prepare_seccomp(Some(&root.join(berth_runtime::seccomp::CACHE_DIR)))?;
             let opts = ExecOptions {
                 seccomp: bundle.seccomp,
                 process: exec_process(&bundle.spec, a)?,

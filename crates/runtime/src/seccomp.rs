@@ -1,6 +1,7 @@
 //! seccomp filters from `linux.seccomp` (runtime-spec config-linux.md "Seccomp",
 //! seccomp(2)), compiled by libseccomp.
 
+use std::path::Path;
 use std::str::FromStr;
 
 use libseccomp::{
@@ -135,9 +136,110 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
     Ok(ctx)
 }
 
-/// Loads the filter into the kernel for this process (and, with TSYNC, its threads).
-pub fn load(ctx: &ScmpFilterContext) -> Result<(), SeccompError> {
-    ctx.load().map_err(lib("load the filter"))
+/// The cache's directory under the state root: `@` is not allowed in a container id, so no
+/// container can take this name.
+pub const CACHE_DIR: &str = "@seccomp-cache";
+
+/// A compiled filter: the BPF program and the seccomp(2) flags to install it with.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    bpf: Vec<u8>,
+    flags: u32,
+}
+
+/// The seccomp(2) flags the profile asks for.
+fn flags(s: &LinuxSeccomp) -> u32 {
+    s.flags()
+        .iter()
+        .flatten()
+        .map(|f| match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 1,
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => 2,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => 4,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 32,
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// The compiled program for `s`, from `cache` (`<root>/seccomp/<key>.bpf`) when a container
+/// with the same profile compiled it before: compiling Docker's profile costs milliseconds,
+/// reading it back microseconds. The key covers the profile and the libseccomp version.
+pub fn prepare(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<Filter, SeccompError> {
+    use std::hash::{Hash, Hasher};
+    let profile = serde_json::to_vec(s).unwrap_or_default();
+    let v = libseccomp::ScmpVersion::current()
+        .map(|v| (v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (profile, v, "berth-seccomp-1").hash(&mut h);
+    let file = cache.map(|dir| dir.join(format!("{:016x}.bpf", h.finish())));
+    if let Some(bpf) = file
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+        .filter(|b| !b.is_empty() && b.len() % 8 == 0)
+    {
+        return Ok(Filter {
+            bpf,
+            flags: flags(s),
+        });
+    }
+    let ctx = compile(s)?;
+    let mut tmp = tempfile_in(cache)?;
+    ctx.export_bpf(&tmp.0).map_err(lib("export the filter"))?;
+    let mut bpf = Vec::new();
+    std::io::Seek::rewind(&mut tmp.0)
+        .map_err(|e| SeccompError::Invalid(format!("read the filter back: {e}")))?;
+    std::io::Read::read_to_end(&mut tmp.0, &mut bpf)
+        .map_err(|e| SeccompError::Invalid(format!("read the filter back: {e}")))?;
+    if let (Some(file), Some(path)) = (file, tmp.1) {
+        // Atomic: a concurrent create reads the old absence or the whole program.
+        let _ = std::fs::rename(&path, file);
+    }
+    Ok(Filter {
+        bpf,
+        flags: flags(s),
+    })
+}
+
+/// A temporary file for the exported program: in the cache directory (to rename into place)
+/// or, without one, anonymous.
+fn tempfile_in(
+    cache: Option<&Path>,
+) -> Result<(std::fs::File, Option<std::path::PathBuf>), SeccompError> {
+    let err = |e: std::io::Error| SeccompError::Invalid(format!("seccomp cache: {e}"));
+    match cache {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(err)?;
+            let path = dir.join(format!(".tmp-{}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(err)?;
+            Ok((f, Some(path)))
+        }
+        None => {
+            let dir = std::env::temp_dir();
+            let path = dir.join(format!(".berth-seccomp-{}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(err)?;
+            let _ = std::fs::remove_file(&path);
+            Ok((f, None))
+        }
+    }
+}
+
+/// Installs the filter for this process (seccomp(2)); needs no_new_privs or CAP_SYS_ADMIN.
+pub fn load(f: &Filter) -> Result<(), SeccompError> {
+    berth_sys::process::seccomp_set_mode_filter(&f.bpf, f.flags)
+        .map_err(|e| SeccompError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

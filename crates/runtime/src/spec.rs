@@ -43,9 +43,9 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub spec: Spec,
     pub rootfs: PathBuf,
-    /// The compiled seccomp filter: compiled here, so a bad profile fails before anything
-    /// is created, and once, as init inherits it through fork.
-    pub seccomp: Option<libseccomp::ScmpFilterContext>,
+    /// The compiled seccomp filter, set by `prepare_seccomp` before anything is created;
+    /// init inherits it through fork.
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 /// Reads and validates `<bundle>/config.json`.
@@ -76,18 +76,31 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
         Err(e) => return Err(invalid("root.path", format!("{}: {e}", rootfs.display()))),
     }
     validate(&spec)?;
-    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => {
-            Some(crate::seccomp::compile(s).map_err(|e| invalid("linux.seccomp", e.to_string()))?)
-        }
-        None => None,
-    };
+    let seccomp = None;
     Ok(Bundle {
         dir,
         spec,
         rootfs,
         seccomp,
     })
+}
+
+impl Bundle {
+    /// Compiles (or finds in `cache`) the seccomp filter: a bad profile fails here, before
+    /// anything is created.
+    pub fn prepare_seccomp(&mut self, cache: Option<&Path>) -> Result<(), SpecError> {
+        if let Some(s) = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+        {
+            let f = crate::seccomp::prepare(s, cache)
+                .map_err(|e| invalid("linux.seccomp", e.to_string()))?;
+            self.seccomp = Some(f);
+        }
+        Ok(())
+    }
 }
 
 /// Parses config.json; a type error names the JSON path of the field (`linux.namespaces[2].type`).

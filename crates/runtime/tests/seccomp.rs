@@ -98,3 +98,28 @@ fn a_bad_profile_is_refused_before_anything_exists() {
     );
     assert_nothing_left(&b, "sc-bad");
 }
+
+#[test]
+fn the_compiled_filter_is_cached_and_still_enforced() {
+    let b = with_filter(
+        "mkdir /tmp/z 2>/dev/null; echo rc=$?",
+        json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]),
+        true,
+    );
+    assert_eq!(b.run_ok("cache1").trim(), "rc=1");
+    let cache = b.root().join("@seccomp-cache");
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one compiled program in {}",
+        cache.display()
+    );
+    // The second container reads the program back instead of compiling it.
+    assert_eq!(b.run_ok("cache2").trim(), "rc=1");
+    assert_eq!(
+        b.runtime(&["list", "-q"]).stdout,
+        b"",
+        "the cache is no container"
+    );
+}

@@ -459,3 +459,45 @@ pub fn close_inherited(fd: i32) {
     // again; no Rust object in the child refers to it afterwards.
     unsafe { libc::close(fd) };
 }
+
+/// seccomp(SECCOMP_SET_MODE_FILTER): installs a compiled classic-BPF program (an array of
+/// struct sock_filter, 8 bytes each) with SECCOMP_FILTER_FLAG_* `flags`.
+pub fn seccomp_set_mode_filter(bpf: &[u8], flags: u32) -> Result<()> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+    let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
+    if insns == 0
+        || bpf.len() % std::mem::size_of::<libc::sock_filter>() != 0
+        || insns > u16::MAX as usize
+    {
+        return Err(Error::new(
+            "seccomp",
+            None::<&Path>,
+            std::io::Error::from_raw_os_error(libc::EINVAL),
+        ));
+    }
+    // The bytes may not be aligned for sock_filter: copy them into a properly typed buffer.
+    let prog: Vec<libc::sock_filter> = bpf
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: insns as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `prog`, `len` instructions long; both live until the call
+    // returns, and the kernel copies the program.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    check("seccomp(SECCOMP_SET_MODE_FILTER)", None, rc).map(drop)
+}

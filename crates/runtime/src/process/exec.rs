@@ -50,7 +50,7 @@ pub struct ExecOptions {
     /// A sub-cgroup (relative to the container's) for the process.
     pub sub_cgroup: Option<String>,
     /// The container's seccomp filter: an exec'd process is held to it too.
-    pub seccomp: Option<libseccomp::ScmpFilterContext>,
+    pub seccomp: Option<crate::seccomp::Filter>,
 }
 
 /// Starts the process; returns its pid (in our pid namespace) once it has exec'd.
