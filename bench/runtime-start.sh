@@ -11,15 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-50}
 if [ -z "${BERTH_BENCH_INNER:-}" ]; then
-  # The runtime as shipped for speed and memory: static (glibc static-pie), so no dynamic
-  # loader, libc.so or libgcc_s pages are mapped at every start.
+  # The runtime as shipped for speed and memory: static (glibc static-pie) and optimized for
+  # size, so no dynamic loader, libc.so or libgcc_s pages are mapped at every start.
   RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu CARGO_TARGET_DIR=target/static \
-    cargo build --release -p berth-runtime --target x86_64-unknown-linux-gnu >&2
+    cargo build --profile release-small -p berth-runtime --target x86_64-unknown-linux-gnu >&2
   cargo build --release -p berth-runtime >&2
   exec unshare -m --propagation private env BERTH_BENCH_INNER=1 "$0" "$@"
 fi
 umount /sys/fs/cgroup/unified 2>/dev/null || true
-berth=$PWD/target/static/x86_64-unknown-linux-gnu/release/berth-runtime
+berth=$PWD/target/static/x86_64-unknown-linux-gnu/release-small/berth-runtime
 berth_dyn=$PWD/target/release/berth-runtime
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
