@@ -14,9 +14,10 @@ pub struct Cli {
     /// Print the version, the commit and the runtime-spec version.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
-    /// Root directory for the containers' state.
-    #[arg(long, global = true, default_value = "/run/berth-runtime")]
-    pub root: PathBuf,
+    /// Root directory for the containers' state (default /run/berth-runtime as root,
+    /// $XDG_RUNTIME_DIR/berth-runtime otherwise).
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Write the log to this file instead of stderr.
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,

@@ -13,6 +13,7 @@ use oci_spec::runtime::Process;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    berth_runtime::rootless::is_rootless();
     if cli.version {
         println!("berth-runtime version {}", env!("CARGO_PKG_VERSION"));
         println!(
@@ -88,7 +89,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     let Some(command) = &cli.command else {
         bail!("no command given: try --help");
     };
-    let root = &cli.root;
+    let root = &cli
+        .root
+        .clone()
+        .unwrap_or_else(berth_runtime::rootless::default_root);
     match command {
         Command::Spec(a) => {
             let path = a.bundle.join("config.json");

@@ -42,6 +42,37 @@ pub enum CgroupError {
     NoDeviceController,
 }
 
+impl CgroupError {
+    /// The kernel refused us the cgroup filesystem (no root, no delegation).
+    pub fn is_permission(&self) -> bool {
+        match self {
+            CgroupError::Io { source, .. } | CgroupError::Write { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
+            ),
+            CgroupError::NoDeviceController => false,
+            _ => false,
+        }
+    }
+}
+
+/// The first limit (other than device rules) that `r` asks for, by its config name.
+pub fn limit_field(r: &LinuxResources) -> Option<&'static str> {
+    if r.memory().is_some() {
+        Some("linux.resources.memory")
+    } else if r.cpu().is_some() {
+        Some("linux.resources.cpu")
+    } else if r.pids().is_some() {
+        Some("linux.resources.pids")
+    } else if r.block_io().is_some() {
+        Some("linux.resources.blockIO")
+    } else if r.network().is_some() {
+        Some("linux.resources.network")
+    } else {
+        None
+    }
+}
+
 pub(crate) fn io<'a>(
     op: &'static str,
     path: &'a Path,

@@ -209,7 +209,8 @@ fn stage1(
         crate::seccomp::load(filter)?;
     }
     security::drop_bounding(&caps)?;
-    security::set_user(process, true)?;
+    // setgroups(2) is denied in a user namespace an unprivileged user made.
+    security::set_user(process, !crate::rootless::is_rootless())?;
     security::set_capabilities(&caps)?;
     let cwd = process.cwd();
     std::env::set_current_dir(cwd).map_err(|source| InitError::Io {

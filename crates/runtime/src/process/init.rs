@@ -108,8 +108,12 @@ fn enter_namespaces(ctx: &InitContext<'_>, ch: &mut Channel) -> Result<(), InitE
     ctx.plan.join_all()?;
     if ctx.plan.new_user {
         p::unshare(libc::CLONE_NEWUSER)?;
+        // A non-dumpable process's /proc/<pid> files belong to root: an unprivileged parent
+        // could not open our uid_map. Dumpable only while it writes them (as runc does).
+        p::set_dumpable(true)?;
         ch.send(&Message::MappingRequest { pid: p::getpid() })?;
         ch.expect("MappingWritten", |m| matches!(m, Message::MappingWritten))?;
+        p::set_dumpable(false)?;
         // We are the overflow uid until we take a mapped one: become the namespace's root.
         // A change of credentials clears the parent-death signal, so set it again.
         let linux = ctx.bundle.spec.linux().as_ref().expect("validated");
@@ -235,7 +239,8 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
         }
     }
     security::drop_bounding(&caps)?;
-    security::set_user(process, true)?;
+    // setgroups(2) is denied in a user namespace an unprivileged user made.
+    security::set_user(process, !crate::rootless::is_rootless())?;
     security::set_capabilities(&caps)?;
     std::env::set_current_dir(cwd).map_err(io("chdir", cwd))?;
     check_cwd_inside()?;

@@ -67,12 +67,26 @@ pub fn create(
         .cgroups_path()
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/berth/{}", dir.id)));
-    let placement = cgroups::create(
+    let placement = match cgroups::create(
         &hierarchies,
         &cgroups_path,
         linux.resources().as_ref(),
         linux.devices().as_deref().unwrap_or(&[]),
-    )?;
+    ) {
+        Ok(p) => p,
+        // Without root and without a delegated, writable cgroup there is none to create: the
+        // container runs in ours, as runc's rootless mode does, unless it asks for limits.
+        Err(e) if crate::rootless::is_rootless() && e.is_permission() => {
+            if let Some(field) = linux.resources().as_ref().and_then(cgroups::limit_field) {
+                return Err(CreateError::Child(format!(
+                    "{field}: a limit needs a cgroup we may write, and without root there is none ({e})"
+                )));
+            }
+            tracing::debug!("rootless: no writable cgroup, the container stays in ours: {e}");
+            cgroups::Placement::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut state = State {
         oci_version: spec.version().clone(),
         id: dir.id.clone(),
@@ -251,6 +265,11 @@ fn spawn(
 fn write_id_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), CreateError> {
     if maps.is_empty() {
         return Ok(());
+    }
+    // An unprivileged writer of gid_map must first give up setgroups(2) in the namespace.
+    if file == "gid_map" && crate::rootless::is_rootless() {
+        let path = PathBuf::from(format!("/proc/{pid}/setgroups"));
+        std::fs::write(&path, "deny").map_err(io("write", &path))?;
     }
     let text: String = maps
         .iter()

@@ -1,0 +1,91 @@
+//! Rootless: a user without root (created by the test) runs, execs into and deletes a
+//! container from `spec --rootless`, with state under its own runtime directory.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+const USER: &str = "berth-rootless";
+
+/// The test's unprivileged user: (uid, gid).
+fn user() -> (u32, u32) {
+    require_root();
+    if Command::new("id")
+        .arg(USER)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        let st = Command::new("useradd")
+            .args(["--system", "--no-create-home", USER])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {USER}");
+    }
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id").args([flag, USER]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+#[test]
+fn an_unprivileged_user_runs_execs_and_deletes() {
+    let (uid, gid) = user();
+    let b = Bundle::sh("true");
+    // The user's own bundle, from `spec --rootless` run as that user.
+    std::fs::remove_file(b.dir().join("config.json")).unwrap();
+    let xdg = b.tmp.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(b.tmp.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    // The runtime binary must be reachable by the user.
+    let as_user = |script: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &gid.to_string(),
+                "--clear-groups",
+                "--reset-env",
+            ])
+            .args(["sh", "-c", script])
+            .env("XDG_RUNTIME_DIR", &xdg)
+            .current_dir(b.dir())
+            .output()
+            .unwrap()
+    };
+    let rt = RUNTIME;
+    let x = xdg.display();
+    let script = format!(
+        "set -e; export XDG_RUNTIME_DIR={x}; {rt} spec --rootless; \
+         sed -i 's/\"terminal\": true/\"terminal\": false/; s|^\\( *\\)\"sh\"$|\\1\"sleep\", \"100\"|' config.json; \
+         {rt} run -d rl </dev/null >/dev/null 2>&1; \
+         {rt} state rl | grep -q running; \
+         {rt} exec rl sh -c 'id -u; cat /proc/self/uid_map; hostname'; \
+         {rt} delete --force rl; \
+         test ! -e {x}/berth-runtime/rl && echo deleted"
+    );
+    let out = as_user(&script);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "as {USER}: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0", "root inside: {text}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", &uid.to_string(), "1"]
+    );
+    assert_eq!(lines[2], "runc");
+    assert_eq!(lines[3], "deleted");
+}
