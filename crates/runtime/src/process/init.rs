@@ -324,15 +324,8 @@ pub(crate) fn setup_terminal(
             size.width() as u16,
         )?;
     }
-    let console_path = Path::new("/dev/console");
-    if mount_console && console_path.exists() {
-        berth_sys::mount::mount(
-            Some(&slave_path.to_string_lossy()),
-            console_path,
-            None,
-            berth_sys::mount::MS_BIND,
-            None,
-        )?;
+    if mount_console {
+        mount_console_over(&slave_path)?;
     }
     berth_sys::console::send_fd(
         console.as_fd(),
@@ -364,6 +357,38 @@ pub(crate) fn check_cwd_inside() -> Result<(), InitError> {
         ))),
         Err(e) => Err(io("getcwd", Path::new("."))(e)),
     }
+}
+
+/// Bind-mounts the pty slave over /dev/console. CVE-2025-52565: the target is opened without
+/// following a symlink and must be the plain file we made, so a planted /dev/console cannot
+/// redirect the mount onto /proc or anything else.
+fn mount_console_over(slave: &Path) -> Result<(), InitError> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let console = Path::new("/dev/console");
+    let fd = match rustix::fs::open(
+        console,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(io("open", console)(e.into())),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| io("stat", console)(e.into()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(io("mount the terminal on", console)(std::io::Error::other(
+            "not the regular file the runtime made (a symlink or device was planted)",
+        )));
+    }
+    let target = crate::rootfs::fd_path(fd.as_fd());
+    berth_sys::mount::mount(
+        Some(&slave.to_string_lossy()),
+        &target,
+        None,
+        berth_sys::mount::MS_BIND,
+        None,
+    )?;
+    Ok(())
 }
 
 /// Finds the program as execvp(3) would, with the container's PATH.
