@@ -181,18 +181,9 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     })?;
     st.status = Status::Running;
     dir.save(&st)?;
-    let spec_hooks = spec::load(&st.bundle)
-        .ok()
-        .and_then(|b| b.spec.hooks().clone());
-    if let Some(h) = spec_hooks {
-        // runtime-spec: a failing poststart hook is logged; the container keeps running.
-        if let Err(e) = hooks::run(
-            "poststart",
-            h.poststart().as_deref().unwrap_or(&[]),
-            &st.spec_json(),
-        ) {
-            tracing::warn!("{e}");
-        }
+    // runtime-spec: a failing poststart hook is logged; the container keeps running.
+    if let Err(e) = hooks::run("poststart", &st.poststart, &st.spec_json()) {
+        tracing::warn!("{e}");
     }
     Ok(())
 }

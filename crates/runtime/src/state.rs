@@ -80,6 +80,10 @@ pub struct State {
     /// The cgroup directories of the container on every hierarchy.
     #[serde(default)]
     pub cgroups: crate::cgroups::Placement,
+    /// The hooks that run after create returned: kept here, so `start` and `delete` need not
+    /// read the bundle's config.json again (it may have changed or gone).
+    #[serde(default)]
+    pub poststart: Vec<Hook>,
     #[serde(default)]
     pub poststop: Vec<Hook>,
     /// The container's own cgroup namespace, user namespace etc. matter to exec later.
@@ -288,6 +292,7 @@ mod tests {
             created: String::new(),
             start_time: 7,
             cgroups: Default::default(),
+            poststart: vec![],
             poststop: vec![],
             owner: String::new(),
         };

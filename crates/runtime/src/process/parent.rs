@@ -98,6 +98,11 @@ pub fn create(
         created: crate::logging::rfc3339_now(),
         start_time: 0,
         cgroups: placement,
+        poststart: spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default(),
         poststop: spec
             .hooks()
             .as_ref()
