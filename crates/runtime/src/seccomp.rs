@@ -41,12 +41,7 @@ fn action(a: LinuxSeccompAction, ret: Option<u32>) -> Result<ScmpAction, Seccomp
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(ret as u16),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::Invalid(
-                "SCMP_ACT_NOTIFY (a user-space listener) is not supported by berth-runtime yet"
-                    .into(),
-            ))
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -74,6 +69,17 @@ fn compare(
 /// Compiles the filter. Syscalls unknown to libseccomp (newer than it) are skipped, as runc
 /// does, so one profile serves kernels old and new.
 pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        // Every syscall, the runtime's own included, would wait on the listener.
+        return Err(SeccompError::Invalid(
+            "defaultAction: SCMP_ACT_NOTIFY cannot be the default".into(),
+        ));
+    }
+    if uses_notify(s) && s.listener_path().is_none() {
+        return Err(SeccompError::Invalid(
+            "listenerPath: SCMP_ACT_NOTIFY needs a listener".into(),
+        ));
+    }
     let default = action(s.default_action(), s.default_errno_ret())?;
     let mut ctx = ScmpFilterContext::new(default).map_err(lib("create the filter"))?;
     // We set no_new_privs ourselves when the config asks for it; libseccomp would force it.
@@ -145,6 +151,24 @@ pub const CACHE_DIR: &str = "@seccomp-cache";
 pub struct Filter {
     bpf: Vec<u8>,
     flags: u32,
+    /// Where the listener of SCMP_ACT_NOTIFY waits for the notification descriptor, and the
+    /// opaque metadata it gets with it.
+    pub listener: Option<(std::path::PathBuf, String)>,
+}
+
+fn uses_notify(s: &LinuxSeccomp) -> bool {
+    s.syscalls()
+        .iter()
+        .flatten()
+        .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
+}
+
+fn listener(s: &LinuxSeccomp) -> Option<(std::path::PathBuf, String)> {
+    if !uses_notify(s) {
+        return None;
+    }
+    let path = s.listener_path().clone()?;
+    Some((path, s.listener_metadata().clone().unwrap_or_default()))
 }
 
 /// The seccomp(2) flags the profile asks for.
@@ -181,6 +205,7 @@ pub fn prepare(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<Filter, Seccomp
         return Ok(Filter {
             bpf,
             flags: flags(s),
+            listener: listener(s),
         });
     }
     let ctx = compile(s)?;
@@ -198,48 +223,65 @@ pub fn prepare(s: &LinuxSeccomp, cache: Option<&Path>) -> Result<Filter, Seccomp
     Ok(Filter {
         bpf,
         flags: flags(s),
+        listener: listener(s),
     })
 }
 
 /// A temporary file for the exported program: in the cache directory (to rename into place)
-/// or, without one, anonymous.
+/// or, without one, an unlinked file in the temporary directory.
 fn tempfile_in(
     cache: Option<&Path>,
 ) -> Result<(std::fs::File, Option<std::path::PathBuf>), SeccompError> {
     let err = |e: std::io::Error| SeccompError::Invalid(format!("seccomp cache: {e}"));
-    match cache {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(err)?;
-            let path = dir.join(format!(".tmp-{}", std::process::id()));
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(err)?;
-            Ok((f, Some(path)))
-        }
-        None => {
-            let dir = std::env::temp_dir();
-            let path = dir.join(format!(".berth-seccomp-{}", std::process::id()));
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .map_err(err)?;
-            let _ = std::fs::remove_file(&path);
-            Ok((f, None))
-        }
+    let dir = cache.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let path = dir.join(format!(".berth-seccomp-{}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(err)?;
+    if cache.is_none() {
+        let _ = std::fs::remove_file(&path);
+        return Ok((f, None));
     }
+    Ok((f, Some(path)))
 }
 
 /// Installs the filter for this process (seccomp(2)); needs no_new_privs or CAP_SYS_ADMIN.
-pub fn load(f: &Filter) -> Result<(), SeccompError> {
-    berth_sys::process::seccomp_set_mode_filter(&f.bpf, f.flags)
+/// With SCMP_ACT_NOTIFY rules, returns the listener descriptor for the runtime to hand over.
+pub fn load(f: &Filter) -> Result<Option<std::os::fd::OwnedFd>, SeccompError> {
+    let mut flags = f.flags;
+    if f.listener.is_some() {
+        flags |= berth_sys::process::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    }
+    berth_sys::process::seccomp_set_mode_filter(&f.bpf, flags)
         .map_err(|e| SeccompError::Invalid(e.to_string()))
+}
+
+/// Sends the notification descriptor to the listener at `path` (runtime-spec config-linux.md
+/// "Seccomp": SCM_RIGHTS with the ContainerProcessState as payload).
+pub fn send_listener(
+    path: &Path,
+    metadata: &str,
+    fd: std::os::fd::BorrowedFd<'_>,
+    pid: i32,
+    state: &serde_json::Value,
+) -> Result<(), SeccompError> {
+    let payload = serde_json::json!({
+        "ociVersion": "1.2.0",
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": state,
+    });
+    let conn = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+        SeccompError::Invalid(format!("connect listenerPath {}: {e}", path.display()))
+    })?;
+    berth_sys::console::send_fd(std::os::fd::AsFd::as_fd(&conn), fd, &payload.to_string())
+        .map_err(|e| SeccompError::Invalid(format!("send to listenerPath {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -269,16 +311,21 @@ mod tests {
     }
 
     #[test]
-    fn notify_is_refused_by_name() {
+    fn notify_needs_a_listener_and_is_no_default() {
         let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
         }))
         .unwrap();
         let err = compile(&s).unwrap_err().to_string();
-        assert!(
-            err.contains("syscalls[0]") && err.contains("NOTIFY"),
-            "{err}"
-        );
+        assert!(err.contains("listenerPath"), "{err}");
+        let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/x"
+        }))
+        .unwrap();
+        assert!(compile(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("defaultAction"));
     }
 }

@@ -83,6 +83,51 @@ fn exec_is_held_to_the_filter_too() {
 }
 
 #[test]
+fn a_notify_listener_answers_for_the_kernel() {
+    use std::os::fd::AsFd;
+    let mut b = with_filter(
+        "mkdir /tmp/n; echo rc=$?; test -d /tmp/n && echo exists || echo faked",
+        json!([{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]),
+        true,
+    );
+    let sock = b.tmp.path().join("listener.sock");
+    b.edit(|c| {
+        c["linux"]["seccomp"]["listenerPath"] = json!(sock);
+        c["linux"]["seccomp"]["listenerMetadata"] = json!("from-the-test");
+    });
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The listener: takes the notification fd, then fakes success for every mkdir.
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let (fd, payload) = berth_sys::console::recv_fd(conn.as_fd()).unwrap();
+        tx.send(payload).unwrap();
+        while let Ok(n) = berth_sys::process::seccomp_notif_recv(fd.as_fd()) {
+            tx.send(format!("syscall {}", n.nr)).unwrap();
+            let _ = berth_sys::process::seccomp_notif_send(fd.as_fd(), n.id, 0, 0);
+        }
+    });
+    let out = b.run_ok("notify");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["rc=0", "faked"],
+        "the listener answered mkdir: {out}"
+    );
+    let wait = std::time::Duration::from_secs(5);
+    let payload: serde_json::Value = serde_json::from_str(&rx.recv_timeout(wait).unwrap()).unwrap();
+    assert_eq!(payload["fds"], json!(["seccompFd"]));
+    assert_eq!(payload["metadata"], "from-the-test");
+    assert_eq!(payload["state"]["id"], "notify");
+    assert!(payload["pid"].as_i64().unwrap() > 1);
+    let first = rx.recv_timeout(wait).unwrap();
+    let mkdirs = [
+        format!("syscall {}", libc::SYS_mkdir),
+        format!("syscall {}", libc::SYS_mkdirat),
+    ];
+    assert!(mkdirs.contains(&first), "{first}");
+}
+
+#[test]
 fn a_bad_profile_is_refused_before_anything_exists() {
     let b = with_filter(
         "true",
@@ -93,7 +138,7 @@ fn a_bad_profile_is_refused_before_anything_exists() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("linux.seccomp") && err.contains("NOTIFY"),
+        err.contains("linux.seccomp") && err.contains("listenerPath"),
         "{err}"
     );
     assert_nothing_left(&b, "sc-bad");

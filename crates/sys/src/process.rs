@@ -461,8 +461,9 @@ pub fn close_inherited(fd: i32) {
 }
 
 /// seccomp(SECCOMP_SET_MODE_FILTER): installs a compiled classic-BPF program (an array of
-/// struct sock_filter, 8 bytes each) with SECCOMP_FILTER_FLAG_* `flags`.
-pub fn seccomp_set_mode_filter(bpf: &[u8], flags: u32) -> Result<()> {
+/// struct sock_filter, 8 bytes each) with SECCOMP_FILTER_FLAG_* `flags`; with
+/// SECCOMP_FILTER_FLAG_NEW_LISTENER, returns the listener's descriptor.
+pub fn seccomp_set_mode_filter(bpf: &[u8], flags: u32) -> Result<Option<OwnedFd>> {
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
     let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
     if insns == 0
@@ -499,5 +500,72 @@ pub fn seccomp_set_mode_filter(bpf: &[u8], flags: u32) -> Result<()> {
             &fprog as *const libc::sock_fprog,
         )
     };
-    check("seccomp(SECCOMP_SET_MODE_FILTER)", None, rc).map(drop)
+    let rc = check("seccomp(SECCOMP_SET_MODE_FILTER)", None, rc)?;
+    if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the kernel returns a new descriptor that only we own.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }));
+    }
+    Ok(None)
+}
+
+/// With this flag, seccomp(2) returns the descriptor of a user-space notification listener.
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 8;
+
+/// One syscall a filter handed to user space (struct seccomp_notif, seccomp_unotify(2)).
+#[repr(C)]
+#[derive(Default, Debug, Clone, Copy)]
+pub struct SeccompNotif {
+    pub id: u64,
+    pub pid: u32,
+    pub flags: u32,
+    pub nr: i32,
+    pub arch: u32,
+    pub instruction_pointer: u64,
+    pub args: [u64; 6],
+}
+
+#[repr(C)]
+struct SeccompNotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+/// SECCOMP_IOCTL_NOTIF_RECV: waits for the next notification on a listener.
+pub fn seccomp_notif_recv(listener: BorrowedFd<'_>) -> Result<SeccompNotif> {
+    const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc050_2100; // _IOWR('!', 0, struct seccomp_notif)
+                                                                 // The kernel requires a zeroed struct.
+    let mut n = SeccompNotif::default();
+    // SAFETY: `n` is a writable struct seccomp_notif of the size the ioctl number encodes.
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            SECCOMP_IOCTL_NOTIF_RECV,
+            &mut n as *mut SeccompNotif,
+        )
+    };
+    check("ioctl(SECCOMP_IOCTL_NOTIF_RECV)", None, rc.into())?;
+    Ok(n)
+}
+
+/// SECCOMP_IOCTL_NOTIF_SEND: answers notification `id`: the syscall returns `val`, or fails
+/// with `error` (a negative errno) when it is not 0.
+pub fn seccomp_notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i32) -> Result<()> {
+    const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc018_2101; // _IOWR('!', 1, struct seccomp_notif_resp)
+    let mut r = SeccompNotifResp {
+        id,
+        val,
+        error,
+        flags: 0,
+    };
+    // SAFETY: `r` is a struct seccomp_notif_resp of the size the ioctl number encodes.
+    let rc = unsafe {
+        libc::ioctl(
+            listener.as_raw_fd(),
+            SECCOMP_IOCTL_NOTIF_SEND,
+            &mut r as *mut SeccompNotifResp,
+        )
+    };
+    check("ioctl(SECCOMP_IOCTL_NOTIF_SEND)", None, rc.into()).map(drop)
 }

@@ -130,20 +130,25 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
     }
     ch.send(&Message::Placed)?;
     // The socket closes at a successful exec (close-on-exec); a failure arrives as a message.
-    match ch.recv() {
-        Err(SyncError::Closed) => {}
-        Ok(Message::Failed(m)) => {
-            let _ = p::waitpid(pid, false);
-            return Err(ExecError::Child(m));
-        }
-        Ok(other) => {
-            return Err(SyncError::Unexpected {
-                expected: "exec",
-                got: other,
+    loop {
+        match ch.recv() {
+            Err(SyncError::Closed) => break,
+            Ok(Message::SeccompListener) => {
+                hand_over_listener(&mut ch, opts.seccomp.as_ref(), pid, &state.spec_json())?;
             }
-            .into())
+            Ok(Message::Failed(m)) => {
+                let _ = p::waitpid(pid, false);
+                return Err(ExecError::Child(m));
+            }
+            Ok(other) => {
+                return Err(SyncError::Unexpected {
+                    expected: "exec",
+                    got: other,
+                }
+                .into())
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     }
     if let Some(pf) = &opts.pid_file {
         std::fs::write(pf, pid.to_string()).map_err(|source| ExecError::Io {
@@ -153,6 +158,23 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
         })?;
     }
     Ok(pid)
+}
+
+/// Receives the seccomp notification descriptor from the child and sends it to the listener.
+pub(crate) fn hand_over_listener(
+    ch: &mut Channel,
+    filter: Option<&crate::seccomp::Filter>,
+    pid: i32,
+    state: &serde_json::Value,
+) -> Result<(), ExecError> {
+    let (fd, _) = berth_sys::console::recv_fd(std::os::fd::AsFd::as_fd(&ch.0))?;
+    let (path, metadata) = filter.and_then(|f| f.listener.clone()).ok_or_else(|| {
+        ExecError::Child("a seccomp listener arrived, but no listenerPath is set".into())
+    })?;
+    crate::seccomp::send_listener(&path, &metadata, std::os::fd::AsFd::as_fd(&fd), pid, state)
+        .map_err(|e| ExecError::Child(format!("linux.seccomp: {e}")))?;
+    ch.send(&Message::SeccompListenerSent)?;
+    Ok(())
 }
 
 /// Puts the process in the container's cgroup on every hierarchy (or a sub-cgroup of it).
@@ -206,7 +228,7 @@ fn stage1(
     security::apply_limits(process)?;
     let nnp = process.no_new_privileges() == Some(true);
     if let (false, Some(filter)) = (nnp, &opts.seccomp) {
-        crate::seccomp::load(filter)?;
+        init::load_seccomp(filter, ch)?;
     }
     security::drop_bounding(&caps)?;
     // setgroups(2) is denied in a user namespace an unprivileged user made.
@@ -225,7 +247,7 @@ fn stage1(
     p::umask(process.user().umask().unwrap_or(0o022));
     security::apply_no_new_privs(process)?;
     if let (true, Some(filter)) = (nnp, &opts.seccomp) {
-        crate::seccomp::load(filter)?;
+        init::load_seccomp(filter, ch)?;
     }
     init::exec(&exe, &args, &env, opts.preserve_fds)
 }

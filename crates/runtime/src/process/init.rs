@@ -235,7 +235,7 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
     let nnp = process.no_new_privileges() == Some(true);
     if !nnp {
         if let Some(filter) = &ctx.bundle.seccomp {
-            crate::seccomp::load(filter)?;
+            load_seccomp(filter, ch)?;
         }
     }
     security::drop_bounding(&caps)?;
@@ -255,7 +255,7 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
     security::apply_no_new_privs(process)?;
     if nnp {
         if let Some(filter) = &ctx.bundle.seccomp {
-            crate::seccomp::load(filter)?;
+            load_seccomp(filter, ch)?;
         }
     }
     ch.send(&Message::Ready)?;
@@ -342,6 +342,22 @@ pub(crate) fn setup_terminal(
     berth_sys::console::set_controlling_terminal(slave.as_fd())?;
     for fd in 0..3 {
         p::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), fd)?;
+    }
+    Ok(())
+}
+
+/// Installs the seccomp filter; a notification listener goes to the parent, which hands it to
+/// the config's listenerPath (a host path we may no longer reach).
+pub(crate) fn load_seccomp(
+    filter: &crate::seccomp::Filter,
+    ch: &mut Channel,
+) -> Result<(), InitError> {
+    if let Some(listener) = crate::seccomp::load(filter)? {
+        ch.send(&Message::SeccompListener)?;
+        berth_sys::console::send_fd(ch.0.as_fd(), listener.as_fd(), "")?;
+        ch.expect("SeccompListenerSent", |m| {
+            matches!(m, Message::SeccompListenerSent)
+        })?;
     }
     Ok(())
 }

@@ -245,6 +245,11 @@ fn spawn(
                 }
                 ch.send(&Message::HooksDone)?;
             }
+            Message::SeccompListener => {
+                let st = state.spec_json();
+                super::exec::hand_over_listener(&mut ch, bundle.seccomp.as_ref(), state.pid, &st)
+                    .map_err(|e| CreateError::Child(e.to_string()))?;
+            }
             Message::Ready => break,
             Message::Failed(msg) => return Err(CreateError::Child(msg)),
             other => {

@@ -37,6 +37,11 @@ pub enum Message {
     HooksDone,
     /// init → parent: everything but exec is done; waiting on the exec fifo.
     Ready,
+    /// init or exec → parent: the seccomp notification listener follows (SCM_RIGHTS); hand it
+    /// to the config's listenerPath.
+    SeccompListener,
+    /// parent → init or exec: the listener has it.
+    SeccompListenerSent,
     /// any child → parent: the step that failed, as a sentence.
     Failed(String),
 }
