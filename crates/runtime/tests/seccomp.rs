@@ -168,3 +168,54 @@ fn the_compiled_filter_is_cached_and_still_enforced() {
         "the cache is no container"
     );
 }
+
+#[test]
+fn every_operator() {
+    // kill(pid, sig): the rule refuses (EPERM) when `sig OP value`; `kill -N $$` tells which
+    // signal numbers got through. SIGCONT (18), SIGWINCH (28) and 0 are harmless to the shell.
+    let cases = [
+        ("SCMP_CMP_EQ", 18, None, "0 ok 18 no 28 ok"),
+        ("SCMP_CMP_NE", 18, None, "0 no 18 ok 28 no"),
+        ("SCMP_CMP_LT", 18, None, "0 no 18 ok 28 ok"),
+        ("SCMP_CMP_LE", 18, None, "0 no 18 no 28 ok"),
+        ("SCMP_CMP_GT", 18, None, "0 ok 18 ok 28 no"),
+        ("SCMP_CMP_GE", 18, None, "0 ok 18 no 28 no"),
+        // (sig & 0x10) == 0x10: 18 and 28 have the bit, 0 has not.
+        ("SCMP_CMP_MASKED_EQ", 16, Some(16), "0 ok 18 no 28 no"),
+    ];
+    for (op, value, value_two, want) in cases {
+        let mut arg = json!({"index": 1, "value": value, "op": op});
+        if let Some(v2) = value_two {
+            arg["valueTwo"] = json!(v2);
+        }
+        let b = with_filter(
+            "for s in 0 18 28; do kill -$s $$ 2>/dev/null && r=ok || r=no; printf '%s %s ' $s $r; done",
+            json!([{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "args": [arg]}]),
+            true,
+        );
+        assert_eq!(b.run_ok("op").trim(), want, "{op}");
+    }
+}
+
+#[test]
+fn every_action() {
+    // mkdir(2) under each action: its result is visible to the shell.
+    let probe = "mkdir /tmp/a 2>/dev/null; echo rc=$?";
+    let run = |action: &str| {
+        let b = with_filter(
+            probe,
+            json!([{"names": ["mkdir", "mkdirat"], "action": action}]),
+            true,
+        );
+        b.run("act")
+    };
+    assert_eq!(run("SCMP_ACT_ALLOW").0.trim(), "rc=0");
+    assert_eq!(run("SCMP_ACT_LOG").0.trim(), "rc=0", "log allows the call");
+    assert_eq!(run("SCMP_ACT_ERRNO").0.trim(), "rc=1");
+    // Without a tracer, a traced syscall fails (ENOSYS).
+    assert_eq!(run("SCMP_ACT_TRACE").0.trim(), "rc=1");
+    // mkdir is a forked applet: trap and kill end it with SIGSYS, and the shell reports 159.
+    for action in ["SCMP_ACT_TRAP", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL"] {
+        assert_eq!(run(action).0.trim(), "rc=159", "{action}");
+    }
+}

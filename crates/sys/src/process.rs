@@ -467,7 +467,9 @@ pub fn seccomp_set_mode_filter(bpf: &[u8], flags: u32) -> Result<Option<OwnedFd>
     const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
     let insns = bpf.len() / std::mem::size_of::<libc::sock_filter>();
     if insns == 0
-        || !bpf.len().is_multiple_of(std::mem::size_of::<libc::sock_filter>())
+        || !bpf
+            .len()
+            .is_multiple_of(std::mem::size_of::<libc::sock_filter>())
         || insns > u16::MAX as usize
     {
         return Err(Error::new(
