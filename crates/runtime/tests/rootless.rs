@@ -89,3 +89,71 @@ fn an_unprivileged_user_runs_execs_and_deletes() {
     assert_eq!(lines[2], "runc");
     assert_eq!(lines[3], "deleted");
 }
+
+#[test]
+fn subordinate_ids_through_newuidmap() {
+    let (uid, gid) = user();
+    assert!(
+        std::path::Path::new("/usr/bin/newuidmap").exists(),
+        "apt-get install uidmap"
+    );
+    // Grant the test user a range, as an administrator would.
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
+            std::fs::write(file, format!("{text}{USER}:300000:65536\n")).unwrap();
+        }
+    }
+    let b = Bundle::sh("true");
+    std::fs::remove_file(b.dir().join("config.json")).unwrap();
+    let xdg = b.tmp.path().join("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    assert!(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(b.tmp.path())
+        .status()
+        .unwrap()
+        .success());
+    let rt = RUNTIME;
+    let x = xdg.display();
+    let maps = |own: u32| {
+        format!("[{{\"containerID\": 0, \"hostID\": {own}, \"size\": 1}}, {{\"containerID\": 1, \"hostID\": 300000, \"size\": 65536}}]")
+    };
+    let script = format!(
+        "set -e; export XDG_RUNTIME_DIR={x}; {rt} spec --rootless; \
+         sed -i 's/\"terminal\": true/\"terminal\": false/; s|^\\( *\\)\"sh\"$|\\1\"sleep\", \"100\"|' config.json; \
+         python3 -c 'import json; c = json.load(open(\"config.json\")); \
+           c[\"linux\"][\"uidMappings\"] = json.loads(\"\"\"{um}\"\"\"); c[\"linux\"][\"gidMappings\"] = json.loads(\"\"\"{gm}\"\"\"); \
+           json.dump(c, open(\"config.json\", \"w\"))'; \
+         {rt} run -d sub </dev/null >/dev/null 2>&1; \
+         {rt} exec -u 1000:1000 sub sh -c 'id -u; wc -l < /proc/self/uid_map'; \
+         {rt} delete --force sub",
+        um = maps(uid),
+        gm = maps(gid),
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &gid.to_string(),
+            "--clear-groups",
+            "--reset-env",
+        ])
+        .args(["sh", "-c", &script])
+        .current_dir(b.dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "as {USER}: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["1000", "2"],
+        "uid 1000 of the subordinate range"
+    );
+}

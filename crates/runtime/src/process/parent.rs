@@ -276,6 +276,9 @@ fn write_id_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), Cre
     if maps.is_empty() {
         return Ok(());
     }
+    if crate::rootless::is_rootless() && !only_own_id(file, maps) {
+        return map_with_helper(pid, file, maps);
+    }
     // An unprivileged writer of gid_map must first give up setgroups(2) in the namespace.
     if file == "gid_map" && crate::rootless::is_rootless() {
         let path = PathBuf::from(format!("/proc/{pid}/setgroups"));
@@ -287,6 +290,50 @@ fn write_id_map(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), Cre
         .collect();
     let path = PathBuf::from(format!("/proc/{pid}/{file}"));
     std::fs::write(&path, text).map_err(io("write", &path))
+}
+
+/// Whether the maps give the namespace our own uid (or gid) only: what an unprivileged user
+/// may write itself.
+fn only_own_id(file: &str, maps: &[LinuxIdMapping]) -> bool {
+    let own = if file == "uid_map" {
+        rustix::process::geteuid().as_raw()
+    } else {
+        rustix::process::getegid().as_raw()
+    };
+    maps.len() == 1 && maps[0].host_id() == own && maps[0].size() == 1
+}
+
+/// More than our own id needs the setuid helpers of the uidmap package, which check the
+/// ranges /etc/subuid and /etc/subgid grant us (newuidmap(1)).
+fn map_with_helper(pid: i32, file: &str, maps: &[LinuxIdMapping]) -> Result<(), CreateError> {
+    let helper = if file == "uid_map" {
+        "/usr/bin/newuidmap"
+    } else {
+        "/usr/bin/newgidmap"
+    };
+    let mut cmd = std::process::Command::new(helper);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([
+            m.container_id().to_string(),
+            m.host_id().to_string(),
+            m.size().to_string(),
+        ]);
+    }
+    let out = cmd.output().map_err(|e| {
+        CreateError::Child(format!(
+            "linux.{}Mappings: more than your own id needs {helper} (the uidmap package): {e}",
+            if file == "uid_map" { "uid" } else { "gid" }
+        ))
+    })?;
+    if !out.status.success() {
+        return Err(CreateError::Child(format!(
+            "{helper}: {} (are the ranges in /etc/sub{}id?)",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            if file == "uid_map" { "u" } else { "g" }
+        )));
+    }
+    Ok(())
 }
 
 /// The pid file, written atomically: containerd reads it as soon as create returns.
