@@ -81,3 +81,29 @@ fn writes_to_proc_and_sys_are_refused_when_masked_or_read_only() {
         "{out}"
     );
 }
+
+#[test]
+fn cve_2025_31133_dev_null_replaced_by_a_symlink() {
+    // /dev from the image (no tmpfs over it), its null a symlink to a host-wide /proc file:
+    // masking with it would bind that file over the masked paths. The runtime makes its own
+    // null node, so masks stay empty and nothing else is touched.
+    let mut b = Bundle::sh("stat -c %F:%t:%T /dev/null; wc -c < /proc/timer_list");
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().retain(|m| {
+            m["destination"] != "/dev"
+                && m["destination"] != "/dev/shm"
+                && m["destination"] != "/dev/mqueue"
+        });
+        c["root"]["readonly"] = json!(false);
+    });
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", b.rootfs().join("dev/null"))
+        .unwrap();
+    let before = read("/proc/sys/kernel/core_pattern");
+    let out = b.run_ok("devnull");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["character special file:1:3", "0"],
+        "{out}"
+    );
+    assert_eq!(read("/proc/sys/kernel/core_pattern"), before);
+}
