@@ -38,7 +38,7 @@ pub enum CgroupError {
         value: String,
         source: std::io::Error,
     },
-    #[error("linux.resources.devices: the device controller is not mounted; on a pure cgroup v2 host device rules need an eBPF program, which berth-runtime does not load yet")]
+    #[error("linux.resources.devices: the device controller is not mounted; on a pure cgroup v2 host device rules need an eBPF program, which berth-runtime does not load yet, and a container without device rules would reach every device")]
     NoDeviceController,
 }
 
@@ -50,7 +50,6 @@ impl CgroupError {
                 source.raw_os_error(),
                 Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS)
             ),
-            CgroupError::NoDeviceController => false,
             _ => false,
         }
     }
@@ -291,14 +290,11 @@ pub fn create(
                 .collect();
             v1::apply_resources(&dirs, &v1::resource_writes(r))?;
         }
-        let wants_devices =
-            resources.is_some_and(|r| r.devices().as_ref().is_some_and(|d| !d.is_empty()));
         let has_devices = hierarchies
             .iter()
             .any(|h| h.controllers.iter().any(|c| c == "devices"));
         // Without a device controller nothing would stop a container with CAP_MKNOD from
         // opening the host's disks: refuse, even when the config lists no rules.
-        let _ = wants_devices;
         if !has_devices {
             return Err(CgroupError::NoDeviceController);
         }
