@@ -354,6 +354,11 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
     for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
         check_sysctl(key, &has).map_err(|m| invalid(format!("linux.sysctl.{key}"), m))?;
     }
+    if let Some(p) = linux.personality() {
+        if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(unsupported("linux.personality.flags", "personality flags"));
+        }
+    }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt", "Intel RDT"));
     }
