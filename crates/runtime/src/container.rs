@@ -81,7 +81,16 @@ pub fn create(
     bundle: &Path,
     opts: &CreateOptions,
 ) -> Result<(), ContainerError> {
-    let mut bundle = spec::load(bundle)?;
+    create_loaded(root, id, spec::load(bundle)?, opts)
+}
+
+/// `create` of a bundle already loaded.
+fn create_loaded(
+    root: &Path,
+    id: &str,
+    mut bundle: spec::Bundle,
+    opts: &CreateOptions,
+) -> Result<(), ContainerError> {
     bundle.prepare_seccomp(Some(&root.join(crate::seccomp::CACHE_DIR)))?;
     let dir = ContainerDir::create(root, id)?;
     let result = parent::create(&dir, &bundle, opts);
@@ -343,7 +352,32 @@ pub fn run(
     if !detach {
         signals.set_blocked(true)?;
     }
-    create(root, id, bundle, opts)?;
+    let bundle = spec::load(bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    // A terminal in the foreground without a console socket: we are the console, as runc.
+    let own_console = if terminal && !detach && opts.console_socket.is_none() {
+        let c =
+            crate::console::OwnConsole::bind(root, id).map_err(|source| ContainerError::Io {
+                op: "bind console socket in",
+                path: root.to_path_buf(),
+                source,
+            })?;
+        Some(c)
+    } else {
+        None
+    };
+    let mut opts = opts.clone();
+    if let Some(c) = &own_console {
+        opts.console_socket = Some(c.path.clone());
+    }
+    create_loaded(root, id, bundle, &opts)?;
+    let master = match own_console.as_ref().map(|c| c.master()).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = delete(root, id, true);
+            return Err(e.into());
+        }
+    };
     if let Err(e) = start(root, id) {
         let _ = delete(root, id, true);
         return Err(e);
@@ -355,7 +389,10 @@ pub fn run(
         let dir = ContainerDir::open(root, id)?;
         dir.load()?.pid
     };
-    let code = wait_forwarding(pid, &signals)?;
+    let code = match master {
+        Some(m) => crate::console::proxy(m, pid, &signals)?,
+        None => wait_forwarding(pid, &signals)?,
+    };
     if !keep {
         delete(root, id, true)?;
     }

@@ -5,6 +5,7 @@
 
 pub mod cgroups;
 pub mod cli;
+pub mod console;
 pub mod container;
 pub mod default_spec;
 pub mod hooks;

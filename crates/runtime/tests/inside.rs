@@ -371,3 +371,24 @@ fn a_non_root_user_can_reopen_its_stdio() {
     b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
     assert_eq!(b.run_ok("stdio").trim(), "ok");
 }
+
+#[test]
+fn foreground_run_with_a_terminal_and_no_console_socket() {
+    use std::io::Write;
+    // As `runc run` with runc's default spec: the runtime holds the pty and copies stdio.
+    let mut b = Bundle::sh("tty; read x; echo got $x; exit 6");
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let mut child = b
+        .cmd(&["run", "fg-tty"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("got hello"), "{text}");
+    assert_nothing_left(&b, "fg-tty");
+}

@@ -571,3 +571,32 @@ pub fn seccomp_notif_send(listener: BorrowedFd<'_>, id: u64, val: i64, error: i3
     };
     check("ioctl(SECCOMP_IOCTL_NOTIF_SEND)", None, rc.into()).map(drop)
 }
+
+impl SigSet {
+    /// signalfd(2): a descriptor that reads these (blocked) signals, so that a poll loop can
+    /// wait for signals and descriptors at once.
+    pub fn signalfd(&self) -> Result<OwnedFd> {
+        // SAFETY: `self.0` is an initialized sigset_t; -1 asks for a new descriptor.
+        let fd = unsafe { libc::signalfd(-1, &self.0, libc::SFD_CLOEXEC) };
+        check("signalfd", None, fd.into())?;
+        // SAFETY: the kernel just returned this descriptor; we are its only owner.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Reads one signal from a signalfd: its number.
+pub fn read_signal(fd: BorrowedFd<'_>) -> Result<i32> {
+    // SAFETY: signalfd_siginfo is plain data; zeroed is a valid value.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is writable for `size` bytes, the size of one record.
+    let n = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            (&mut info as *mut libc::signalfd_siginfo).cast(),
+            size,
+        )
+    };
+    check("read signalfd", None, n as libc::c_long)?;
+    Ok(info.ssi_signo as i32)
+}
