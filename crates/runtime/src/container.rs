@@ -155,7 +155,8 @@ fn wait_gone(pid: i32) {
 }
 
 /// `start`: lets the created container's process exec, then runs the poststart hooks.
-pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
+/// Returns the pid of the process that now runs.
+pub fn start(root: &Path, id: &str) -> Result<i32, ContainerError> {
     let dir = ContainerDir::open(root, id)?;
     let mut st = dir.load()?;
     let status = current_status(&dir, &st);
@@ -194,7 +195,7 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     if let Err(e) = hooks::run("poststart", &st.poststart, &st.spec_json()) {
         tracing::warn!("{e}");
     }
-    Ok(())
+    Ok(st.pid)
 }
 
 trait NonBlock {
@@ -378,17 +379,16 @@ pub fn run(
             return Err(e.into());
         }
     };
-    if let Err(e) = start(root, id) {
-        let _ = delete(root, id, true);
-        return Err(e);
-    }
+    let pid = match start(root, id) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = delete(root, id, true);
+            return Err(e);
+        }
+    };
     if detach {
         return Ok(0);
     }
-    let pid = {
-        let dir = ContainerDir::open(root, id)?;
-        dir.load()?.pid
-    };
     let code = match master {
         Some(m) => crate::console::proxy(m, pid, &signals)?,
         None => wait_forwarding(pid, &signals)?,

@@ -104,7 +104,9 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
         }
         Command::Create(a) => container::create(root, &a.id, &a.bundle, &create_options(a))?,
-        Command::Start(a) => container::start(root, &a.id)?,
+        Command::Start(a) => {
+            container::start(root, &a.id)?;
+        }
         Command::Run(a) => {
             let code = container::run(
                 root,

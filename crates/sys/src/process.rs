@@ -325,19 +325,6 @@ pub fn dup2(old: i32, new: i32) -> Result<()> {
 pub struct SigSet(libc::sigset_t);
 
 impl SigSet {
-    pub fn new(signals: &[libc::c_int]) -> SigSet {
-        // SAFETY: sigset_t is plain data; sigemptyset initializes it before any use.
-        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid sigset_t; sigaddset with a valid signal number only sets a bit.
-        unsafe {
-            libc::sigemptyset(&mut set);
-            for &s in signals {
-                libc::sigaddset(&mut set, s);
-            }
-        }
-        SigSet(set)
-    }
-
     /// Every signal that can be caught: what `run` forwards to the container.
     pub fn all() -> SigSet {
         // SAFETY: sigfillset initializes the plain-data sigset_t.
