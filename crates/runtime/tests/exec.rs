@@ -138,7 +138,11 @@ fn update_raises_a_memory_limit_the_container_then_uses() {
         "48 MiB do not fit in 32 MiB"
     );
     ok(&b, &["update", "--memory", "128m", "c"]);
-    let out = ok(&b, &["exec", "c", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; dd if=/dev/zero of=/dev/null bs=48M count=1 2>/dev/null; echo $?"]);
+    let script = format!(
+        "cat {}; dd if=/dev/zero of=/dev/null bs=48M count=1 2>/dev/null; echo $?",
+        cg("memory/memory.limit_in_bytes", "memory.max")
+    );
+    let out = ok(&b, &["exec", "c", "sh", "-c", &script]);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["134217728", "0"]);
     // containerd sends LinuxResources JSON on stdin.
     let mut child = b
@@ -155,7 +159,7 @@ fn update_raises_a_memory_limit_the_container_then_uses() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     assert_eq!(
-        ok(&b, &["exec", "c", "cat", "/sys/fs/cgroup/pids/pids.max"]).trim(),
+        ok(&b, &["exec", "c", "cat", &cg("pids/pids.max", "pids.max")]).trim(),
         "42"
     );
 }

@@ -3,6 +3,7 @@
 //! One function per syscall. Each failure is an [`Error`] that names the operation and, where
 //! there is one, the path: `mount proc on /proc: operation not permitted`.
 
+pub mod bpf;
 pub mod console;
 pub mod mount;
 pub mod process;

@@ -4,10 +4,17 @@
 //! A host is v1 (one hierarchy per controller), v2 (one unified hierarchy) or hybrid (v1
 //! controllers plus a cgroup2 hierarchy, as on this project's machines). We place the
 //! container on every mounted hierarchy, so `ps`, `kill --all` and `delete` see all of it.
+//!
+//! One interface for all three: each resource goes to the v1 hierarchy that has its
+//! controller, else to the cgroup2 directory if the controller is enabled there (so on a
+//! hybrid host hugetlb, bound to cgroup2, is limited through v2 and the rest through v1).
+//! Device rules go to the v1 devices controller and, wherever a cgroup2 hierarchy is, to an
+//! eBPF program attached to the container's cgroup2 directory.
 
 pub mod devices;
 pub mod stats;
 pub mod v1;
+pub mod v2;
 
 use std::path::{Path, PathBuf};
 
@@ -38,8 +45,14 @@ pub enum CgroupError {
         value: String,
         source: std::io::Error,
     },
-    #[error("linux.resources.devices: the device controller is not mounted; on a pure cgroup v2 host device rules need an eBPF program, which berth-runtime does not load yet, and a container without device rules would reach every device")]
+    #[error("linux.resources.devices: no devices controller and no cgroup2 hierarchy for an eBPF device program: a container would reach every device")]
     NoDeviceController,
+    #[error("{field}: {why}")]
+    Unsupported { field: &'static str, why: String },
+    #[error("linux.resources.devices: {0}")]
+    Device(String),
+    #[error("linux.resources.memory.limit: {limit} is below the {usage} bytes the container uses now (checkBeforeUpdate)")]
+    BelowUsage { limit: i64, usage: u64 },
 }
 
 impl CgroupError {
@@ -67,6 +80,12 @@ pub fn limit_field(r: &LinuxResources) -> Option<&'static str> {
         Some("linux.resources.blockIO")
     } else if r.network().is_some() {
         Some("linux.resources.network")
+    } else if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        Some("linux.resources.hugepageLimits")
+    } else if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
+        Some("linux.resources.rdma")
+    } else if r.unified().as_ref().is_some_and(|h| !h.is_empty()) {
+        Some("linux.resources.unified")
     } else {
         None
     }
@@ -188,8 +207,14 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<(Vec<String>, PathBuf)> {
 /// Where a container's cgroups live, kept in state.json for `delete`, `kill --all` and `ps`.
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct Placement {
-    /// The container's cgroup directory on every hierarchy.
+    /// The container's cgroup directory on every hierarchy, in the order of the hierarchies.
     pub dirs: Vec<PathBuf>,
+    /// The v1 controllers of each of `dirs` (empty for cgroup2).
+    #[serde(default)]
+    pub controllers: Vec<Vec<String>>,
+    /// The container's cgroup2 directory, on v2 and hybrid hosts.
+    #[serde(default)]
+    pub unified: Option<PathBuf>,
     /// Directories we created (the leaf and missing parents), deepest first: what delete
     /// removes. Parents that existed before us are left alone.
     pub created: Vec<PathBuf>,
@@ -260,6 +285,9 @@ pub fn create(
     let own_text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let own = parse_proc_cgroup(&own_text);
     let mut placement = Placement::default();
+    let pure_v2 = hierarchies
+        .iter()
+        .all(|h| h.v2 || h.controllers.iter().all(|c| c.starts_with("name=")));
     let result = (|| {
         for h in hierarchies {
             let dir = dir_for(h, &own, cgroups_path);
@@ -276,27 +304,43 @@ pub fn create(
                 }
             }
             placement.dirs.push(dir.clone());
-            if h.controllers.iter().any(|c| c == "devices") {
-                let rules = devices::rules(resources, devices);
-                v1::apply_devices(&dir, &rules)?;
+            placement.controllers.push(h.controllers.clone());
+            if h.v2 {
+                // On a v2 host every controller, as runc does, so stats and `update` find
+                // them later; on a hybrid host only what the config limits through v2.
+                let needed = resources.map(v2_controllers_needed).unwrap_or_default();
+                if pure_v2 {
+                    v2::enable_controllers(&h.mountpoint, &dir, None);
+                } else if !needed.is_empty() {
+                    v2::enable_controllers(&h.mountpoint, &dir, Some(&needed));
+                }
+                placement.unified = Some(dir);
             }
         }
-        if let Some(r) = resources {
-            let dirs: Vec<(Vec<String>, PathBuf)> = hierarchies
-                .iter()
-                .zip(&placement.dirs)
-                .filter(|(h, _)| !h.v2)
-                .map(|(h, d)| (h.controllers.clone(), d.clone()))
-                .collect();
-            v1::apply_resources(&dirs, &v1::resource_writes(r))?;
-        }
-        let has_devices = hierarchies
+        let rules = devices::rules(resources, devices);
+        if let Some(i) = placement
+            .controllers
             .iter()
-            .any(|h| h.controllers.iter().any(|c| c == "devices"));
-        // Without a device controller nothing would stop a container with CAP_MKNOD from
-        // opening the host's disks: refuse, even when the config lists no rules.
-        if !has_devices {
+            .position(|c| c.iter().any(|c| c == "devices"))
+        {
+            v1::apply_devices(&placement.dirs[i], &rules)?;
+            if let Some(u) = &placement.unified {
+                // Also enforced by v1 here: a kernel that refuses the program costs nothing.
+                if let Err(e) = devices::attach(u, &rules) {
+                    tracing::debug!(
+                        "hybrid host: the v1 device list applies; no eBPF program: {e}"
+                    );
+                }
+            }
+        } else if let Some(u) = &placement.unified {
+            devices::attach(u, &rules)?;
+        } else {
+            // Without a device controller nothing would stop a container with CAP_MKNOD
+            // from opening the host's disks: refuse, even when the config lists no rules.
             return Err(CgroupError::NoDeviceController);
+        }
+        if let Some(r) = resources {
+            apply(&placement, r)?;
         }
         Ok(())
     })();
@@ -307,6 +351,96 @@ pub fn create(
             Err(e)
         }
     }
+}
+
+/// The v2 names of the controllers that `r` limits and no v1 hierarchy of this host has.
+fn v2_controllers_needed(r: &LinuxResources) -> Vec<&'static str> {
+    let v1: Vec<String> = hierarchies()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|h| !h.v2)
+        .flat_map(|h| h.controllers)
+        .collect();
+    let mut out: Vec<&'static str> = v2::resource_writes(r)
+        .iter()
+        .map(|w| w.controller)
+        .filter(|c| !v1.iter().any(|v| v == v1_name(c)))
+        .filter(|c| !matches!(*c, "core" | "unified"))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The v1 controller that does the work of a v2 one.
+fn v1_name(v2: &str) -> &str {
+    match v2 {
+        "io" => "blkio",
+        c => c,
+    }
+}
+
+/// Writes the limits of `r` into the container's directories: each resource through the v1
+/// hierarchy that has its controller, else through cgroup2 when the controller is enabled
+/// there; a resource with neither fails, naming its field.
+pub fn apply(p: &Placement, r: &LinuxResources) -> Result<(), CgroupError> {
+    let v1_dirs: Vec<(Vec<String>, PathBuf)> = p
+        .controllers
+        .iter()
+        .zip(&p.dirs)
+        .filter(|(c, _)| !c.is_empty())
+        .map(|(c, d)| (c.clone(), d.clone()))
+        .collect();
+    let on_v1 = |controller: &str| {
+        v1_dirs
+            .iter()
+            .any(|(c, _)| c.iter().any(|c| c == controller))
+    };
+    let mut writes: Vec<(PathBuf, v1::Write)> = Vec::new();
+    for w in v1::resource_writes(r) {
+        if let Some((_, d)) = v1_dirs
+            .iter()
+            .find(|(c, _)| c.iter().any(|c| c == w.controller))
+        {
+            writes.push((d.clone(), w));
+        } else if p.unified.is_none() {
+            return Err(CgroupError::NoController {
+                controller: w.controller,
+                field: w.field,
+            });
+        }
+    }
+    if let Some(u) = &p.unified {
+        let available = v2::available(u);
+        for w in v2::resource_writes(r) {
+            // `unified` entries are cgroup2 files by definition: never redirected to v1.
+            if w.field != "linux.resources.unified" && on_v1(v1_name(w.controller)) {
+                continue;
+            }
+            if let Some(why) = w.refused {
+                return Err(CgroupError::Unsupported {
+                    field: w.field,
+                    why,
+                });
+            }
+            if w.controller != "core" && !available.iter().any(|c| c == w.controller) {
+                return Err(CgroupError::NoController {
+                    controller: w.controller,
+                    field: w.field,
+                });
+            }
+            writes.push((u.clone(), w));
+        }
+    } else if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(CgroupError::Unsupported {
+            field: "linux.resources.unified",
+            why: "this host has no cgroup2 hierarchy".into(),
+        });
+    }
+    for (dir, w) in writes {
+        v1::write_one(&dir, &w)?;
+    }
+    Ok(())
 }
 
 fn mkdir_all(dir: &Path, top: &Path, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
@@ -333,6 +467,19 @@ impl Placement {
     /// Moves `pid` into the container's cgroup on every hierarchy.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         for d in &self.dirs {
+            let p = d.join("cgroup.procs");
+            std::fs::write(&p, pid.to_string()).map_err(io("write", &p))?;
+        }
+        Ok(())
+    }
+
+    /// As [`Placement::add`] for a process already born in the cgroup2 directory.
+    pub fn add_except_unified(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in self
+            .dirs
+            .iter()
+            .filter(|d| Some(*d) != self.unified.as_ref())
+        {
             let p = d.join("cgroup.procs");
             std::fs::write(&p, pid.to_string()).map_err(io("write", &p))?;
         }
@@ -382,48 +529,60 @@ impl Placement {
     }
 }
 
-/// The v1 controllers of each of the container's directories, from the mounted hierarchies.
-pub(crate) fn controller_dirs(p: &Placement) -> Vec<(Vec<String>, PathBuf)> {
+/// Fills in `controllers` for a state written before it was recorded.
+fn with_controllers(p: &Placement) -> Placement {
+    if p.controllers.len() == p.dirs.len() {
+        return p.clone();
+    }
     let hs = hierarchies().unwrap_or_default();
-    p.dirs
+    let mut out = p.clone();
+    out.controllers = p
+        .dirs
         .iter()
-        .filter_map(|d| {
+        .map(|d| {
             hs.iter()
-                .filter(|h| !h.v2 && d.starts_with(&h.mountpoint))
+                .filter(|h| d.starts_with(&h.mountpoint))
                 .max_by_key(|h| h.mountpoint.as_os_str().len())
-                .map(|h| (h.controllers.clone(), d.clone()))
+                .map(|h| h.controllers.clone())
+                .unwrap_or_default()
         })
-        .collect()
+        .collect();
+    out
 }
 
-/// New limits for an existing container (`update`).
+/// New limits for an existing container (`update`). With `checkBeforeUpdate`, a memory
+/// limit below what the container uses now is refused instead of OOM-killing it.
 pub fn update(p: &Placement, r: &LinuxResources) -> Result<(), CgroupError> {
-    v1::apply_resources(&controller_dirs(p), &v1::resource_writes(r))
+    let p = with_controllers(p);
+    if let Some(m) = r
+        .memory()
+        .as_ref()
+        .filter(|m| m.check_before_update() == Some(true))
+    {
+        if let Some(limit) = m.limit().filter(|&l| l > 0) {
+            let usage = ["memory.usage_in_bytes", "memory.current"]
+                .iter()
+                .flat_map(|f| p.dirs.iter().map(move |d| d.join(f)))
+                .find_map(|f| std::fs::read_to_string(f).ok()?.trim().parse::<u64>().ok());
+            if let Some(usage) = usage.filter(|&u| u > limit as u64) {
+                return Err(CgroupError::BelowUsage { limit, usage });
+            }
+        }
+    }
+    apply(&p, r)
 }
 
-/// Freezes or thaws every process of the container, and waits until the kernel says so.
+/// Freezes or thaws every process of the container, and waits until the kernel says so:
+/// the v1 freezer where there is one, else cgroup.freeze.
 pub fn freeze(p: &Placement, frozen: bool) -> Result<(), CgroupError> {
-    for d in &p.dirs {
-        let (file, value, done) = if d.join("freezer.state").exists() {
-            (
-                "freezer.state",
-                if frozen { "FROZEN" } else { "THAWED" },
-                if frozen { "FROZEN" } else { "THAWED" },
-            )
-        } else if d.join("cgroup.freeze").exists() {
-            ("cgroup.freeze", if frozen { "1" } else { "0" }, "")
-        } else {
-            continue;
-        };
-        let path = d.join(file);
+    if let Some(d) = p.dirs.iter().find(|d| d.join("freezer.state").exists()) {
+        let path = d.join("freezer.state");
+        let value = if frozen { "FROZEN" } else { "THAWED" };
         std::fs::write(&path, value).map_err(io("write", &path))?;
-        if done.is_empty() {
-            return Ok(());
-        }
         // v1 goes through FREEZING while tasks are caught.
         for _ in 0..1000 {
             let now = std::fs::read_to_string(&path).map_err(io("read", &path))?;
-            if now.trim() == done {
+            if now.trim() == value {
                 return Ok(());
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -431,6 +590,13 @@ pub fn freeze(p: &Placement, frozen: bool) -> Result<(), CgroupError> {
         return Err(io("freeze", &path)(std::io::Error::from(
             std::io::ErrorKind::TimedOut,
         )));
+    }
+    if let Some(u) = p
+        .unified
+        .as_ref()
+        .filter(|u| u.join("cgroup.freeze").exists())
+    {
+        return v2::freeze(u, frozen);
     }
     Err(CgroupError::NoController {
         controller: "freezer",
@@ -440,19 +606,6 @@ pub fn freeze(p: &Placement, frozen: bool) -> Result<(), CgroupError> {
 
 /// Refuses the limits this runtime does not apply yet, by name, before anything is created.
 pub fn validate(r: &LinuxResources) -> Result<(), SpecError> {
-    let unsupported = |field: &str| SpecError::Unsupported {
-        field: format!("linux.resources.{field}"),
-        what: "this cgroup limit".to_string(),
-    };
-    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-        return Err(unsupported("hugepageLimits"));
-    }
-    if r.rdma().as_ref().is_some_and(|h| !h.is_empty()) {
-        return Err(unsupported("rdma"));
-    }
-    if r.unified().as_ref().is_some_and(|h| !h.is_empty()) {
-        return Err(unsupported("unified"));
-    }
     for (i, d) in r.devices().iter().flatten().enumerate() {
         devices::check_access(d.access().as_deref().unwrap_or("rwm")).map_err(|m| {
             SpecError::Invalid {
@@ -545,8 +698,8 @@ mod tests {
             vec![top.join("existing/a/b"), top.join("existing/a")]
         );
         let p = Placement {
-            dirs: vec![],
             created,
+            ..Default::default()
         };
         assert!(p.remove().is_none());
         assert!(top.join("existing").exists() && !top.join("existing/a").exists());

@@ -52,6 +52,22 @@ pub fn collect(p: &Placement) -> Value {
                                "throttledTime": throttle.get("throttled_time")}
             }),
         );
+    } else if let Some(stat) = p
+        .unified
+        .as_ref()
+        .map(|u| flat_keyed(&u.join("cpu.stat")))
+        .filter(|s| s.contains_key("usage_usec"))
+    {
+        // cgroup2 counts microseconds; runc's JSON has nanoseconds.
+        let ns = |k: &str| stat.get(k).and_then(Value::as_u64).map(|v| v * 1000);
+        data.insert(
+            "cpu".into(),
+            json!({
+                "usage": {"total": ns("usage_usec"), "percpu": [], "user": ns("user_usec"), "kernel": ns("system_usec")},
+                "throttling": {"periods": stat.get("nr_periods"), "throttledPeriods": stat.get("nr_throttled"),
+                               "throttledTime": ns("throttled_usec")}
+            }),
+        );
     }
     if let Some(usage) = find(p, "memory.usage_in_bytes") {
         let dir = usage.parent().expect("a file in a directory");
@@ -60,6 +76,19 @@ pub fn collect(p: &Placement) -> Value {
             json!({
                 "usage": {"usage": num(&usage), "max": num(&dir.join("memory.max_usage_in_bytes")),
                           "limit": num(&dir.join("memory.limit_in_bytes")), "failcnt": num(&dir.join("memory.failcnt"))},
+                "raw": flat_keyed(&dir.join("memory.stat"))
+            }),
+        );
+    } else if let Some(current) = find(p, "memory.current") {
+        let dir = current.parent().expect("a file in a directory");
+        let max = std::fs::read_to_string(dir.join("memory.max")).unwrap_or_default();
+        let events = flat_keyed(&dir.join("memory.events"));
+        data.insert(
+            "memory".into(),
+            json!({
+                "usage": {"usage": num(&current), "max": num(&dir.join("memory.peak")),
+                          "limit": max.trim().parse::<u64>().unwrap_or(u64::MAX), "failcnt": events.get("max")},
+                "swap_usage": {"usage": num(&dir.join("memory.swap.current"))},
                 "raw": flat_keyed(&dir.join("memory.stat"))
             }),
         );
@@ -85,6 +114,39 @@ pub fn collect(p: &Placement) -> Value {
             })
             .collect();
         data.insert("blkio".into(), json!({"ioServiceBytesRecursive": entries}));
+    } else if let Some(stat) = find(p, "io.stat") {
+        // `8:0 rbytes=1 wbytes=2 rios=3 wios=4 ...` per device.
+        let mut bytes = Vec::new();
+        let mut ios = Vec::new();
+        for l in std::fs::read_to_string(&stat).unwrap_or_default().lines() {
+            let mut f = l.split_whitespace();
+            let Some((maj, min)) = f.next().and_then(|d| d.split_once(':')) else {
+                continue;
+            };
+            let (Ok(major), Ok(minor)) = (maj.parse::<u64>(), min.parse::<u64>()) else {
+                continue;
+            };
+            for kv in f {
+                let Some((k, v)) = kv.split_once('=') else {
+                    continue;
+                };
+                let Ok(value) = v.parse::<u64>() else {
+                    continue;
+                };
+                let (list, op) = match k {
+                    "rbytes" => (&mut bytes, "Read"),
+                    "wbytes" => (&mut bytes, "Write"),
+                    "rios" => (&mut ios, "Read"),
+                    "wios" => (&mut ios, "Write"),
+                    _ => continue,
+                };
+                list.push(json!({"major": major, "minor": minor, "op": op, "value": value}));
+            }
+        }
+        data.insert(
+            "blkio".into(),
+            json!({"ioServiceBytesRecursive": bytes, "ioServicedRecursive": ios}),
+        );
     }
     let hugetlb: Map<String, Value> = p
         .dirs
@@ -92,6 +154,9 @@ pub fn collect(p: &Placement) -> Value {
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(".rsvd.") {
+                return None;
+            }
             let size = name
                 .strip_prefix("hugetlb.")?
                 .strip_suffix(".current")

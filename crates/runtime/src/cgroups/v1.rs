@@ -17,6 +17,9 @@ pub struct Write {
     /// Absent on kernels without the feature (e.g. swap accounting), in which case runc
     /// skips it; the skip is logged.
     pub optional: bool,
+    /// Why this cgroup version cannot express the value: an error naming `field` if the
+    /// resource is applied on this version.
+    pub refused: Option<String>,
 }
 
 fn w(controller: &'static str, file: &str, value: impl ToString, field: &'static str) -> Write {
@@ -26,6 +29,7 @@ fn w(controller: &'static str, file: &str, value: impl ToString, field: &'static
         value: value.to_string(),
         field,
         optional: false,
+        refused: None,
     }
 }
 
@@ -202,6 +206,24 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
             }
         }
     }
+    for h in r.hugepage_limits().iter().flatten() {
+        out.push(w(
+            "hugetlb",
+            &format!("hugetlb.{}.limit_in_bytes", h.page_size()),
+            h.limit(),
+            "linux.resources.hugepageLimits",
+        ));
+        // Reservations are what a mmap(MAP_HUGETLB) is charged first (Linux 5.7).
+        let mut rsvd = w(
+            "hugetlb",
+            &format!("hugetlb.{}.rsvd.limit_in_bytes", h.page_size()),
+            h.limit(),
+            "linux.resources.hugepageLimits",
+        );
+        rsvd.optional = true;
+        out.push(rsvd);
+    }
+    out.extend(rdma_writes(r));
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
             out.push(w(
@@ -223,6 +245,29 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
     out
 }
 
+/// rdma.max lines, the same file on v1 and v2 (cgroup-v1/rdma.rst): one device per line,
+/// `max` for a count the config leaves unset.
+pub fn rdma_writes(r: &LinuxResources) -> Vec<Write> {
+    let mut devices: Vec<_> = r.rdma().iter().flatten().collect();
+    devices.sort_by(|a, b| a.0.cmp(b.0));
+    devices
+        .into_iter()
+        .map(|(dev, l)| {
+            let n = |v: Option<u32>| v.map_or("max".to_string(), |v| v.to_string());
+            w(
+                "rdma",
+                "rdma.max",
+                format!(
+                    "{dev} hca_handle={} hca_object={}",
+                    n(l.hca_handles()),
+                    n(l.hca_objects())
+                ),
+                "linux.resources.rdma",
+            )
+        })
+        .collect()
+}
+
 /// Writes `writes` into the directory of the hierarchy that holds each controller.
 /// `dirs` maps a controller name to the container's cgroup directory on its hierarchy.
 pub fn apply_resources(
@@ -239,19 +284,24 @@ pub fn apply_resources(
                 field: wr.field,
             });
         };
-        let file = dir.join(&wr.file);
-        if wr.optional && !file.exists() {
-            tracing::debug!(file = %file.display(), "not supported by this kernel: skipped, as runc does");
-            continue;
-        }
-        std::fs::write(&file, &wr.value).map_err(|source| CgroupError::Write {
-            field: wr.field,
-            path: file.clone(),
-            value: wr.value.clone(),
-            source,
-        })?;
+        write_one(dir, wr)?;
     }
     Ok(())
+}
+
+/// Writes one value into `dir` (a v1 or v2 cgroup directory).
+pub fn write_one(dir: &Path, wr: &Write) -> Result<(), CgroupError> {
+    let file = dir.join(&wr.file);
+    if wr.optional && !file.exists() {
+        tracing::debug!(file = %file.display(), "not supported by this kernel: skipped, as runc does");
+        return Ok(());
+    }
+    std::fs::write(&file, &wr.value).map_err(|source| CgroupError::Write {
+        field: wr.field,
+        path: file.clone(),
+        value: wr.value.clone(),
+        source,
+    })
 }
 
 /// Writes the device rules in order to devices.allow / devices.deny

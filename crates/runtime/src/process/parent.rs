@@ -1,6 +1,7 @@
 //! The runtime's side of create: cgroups, the exec fifo, the forks, the id maps, the hooks
 //! that run in the runtime's namespaces, and cleanup when anything fails.
 
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -184,7 +185,8 @@ fn spawn(
     // Orphans come to us: init stays our child after stage 1 exits, so we can reap it if
     // create fails, and `run` can wait for it.
     p::set_child_subreaper()?;
-    match p::fork()? {
+    let (forked, born_in_cgroup) = fork_stage1(&state.cgroups)?;
+    match forked {
         Fork::Child => {
             drop(ours);
             let ctx = InitContext {
@@ -229,7 +231,11 @@ fn spawn(
                 }
                 state.pid = pid;
                 state.start_time = crate::state::process_start_time(pid).unwrap_or(0);
-                state.cgroups.add(pid)?;
+                if born_in_cgroup {
+                    state.cgroups.add_except_unified(pid)?;
+                } else {
+                    state.cgroups.add(pid)?;
+                }
                 ch.send(&Message::Placed)?;
             }
             Message::HooksRequest => {
@@ -268,6 +274,26 @@ fn spawn(
     // Success: init lives on without us.
     children.init = None;
     Ok(())
+}
+
+/// Forks stage 1. Where the container has a cgroup2 directory, stage 1 (and so init) is
+/// born in it with clone3(CLONE_INTO_CGROUP), so it never runs or allocates memory in the
+/// runtime's own cgroup; kernels before 5.7, or a cgroup we may not enter that way, fall
+/// back to fork and a write to cgroup.procs. Returns whether the child was born in it.
+fn fork_stage1(cg: &cgroups::Placement) -> Result<(Fork, bool), CreateError> {
+    if let Some(dir) = &cg.unified {
+        let fd = rustix::fs::open(
+            dir,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| io("open", dir)(e.into()))?;
+        match p::fork_into_cgroup(fd.as_fd()) {
+            Ok(f) => return Ok((f, true)),
+            Err(e) => tracing::debug!("{e}: fork, then move the child"),
+        }
+    }
+    Ok((p::fork()?, false))
 }
 
 /// Writes /proc/<pid>/uid_map or gid_map (user_namespaces(7)): one `inside outside count`

@@ -287,3 +287,15 @@ pub fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref())
         .unwrap_or_else(|e| panic!("read {}: {e}", p.as_ref().display()))
 }
+
+/// The host runs cgroup v2 alone (the VM matrix's v2 mode): a container sees the cgroup2
+/// hierarchy itself at /sys/fs/cgroup, not one directory per v1 controller.
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// A cgroup file as the container sees it: `v1` (`memory/memory.limit_in_bytes`) on v1 and
+/// hybrid hosts, `v2` (`memory.max`) on a v2 host; under /sys/fs/cgroup.
+pub fn cg(v1: &str, v2: &str) -> String {
+    format!("/sys/fs/cgroup/{}", if cgroup_v2() { v2 } else { v1 })
+}
