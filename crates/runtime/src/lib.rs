@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod logging;
 pub mod namespaces;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod rootless;
 pub mod seccomp;

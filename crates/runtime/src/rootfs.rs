@@ -687,17 +687,22 @@ pub fn switch_root(
 /// After the switch: sysctls, masked and read-only paths, a read-only root.
 pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
-    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-        for (k, v) in sysctl {
-            let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
-            if k.contains("..") || k.contains('/') {
+    if let Some(sysctl) = linux
+        .and_then(|l| l.sysctl().as_ref())
+        .filter(|s| !s.is_empty())
+    {
+        // Through a private procfs: a mount on /proc/sys/... cannot redirect the write.
+        let proc = crate::procfs::Procfs::open()
+            .map_err(|e| RootfsError::Unsafe(format!("linux.sysctl: {e}")))?;
+        let mut keys: Vec<_> = sysctl.iter().collect();
+        keys.sort();
+        for (k, v) in keys {
+            if k.contains("..") || k.contains('/') || k.is_empty() {
                 return Err(RootfsError::Unsafe(format!("linux.sysctl: bad key {k:?}")));
             }
-            std::fs::write(&p, v).map_err(|e| RootfsError::Io {
-                op: "write sysctl",
-                path: p,
-                source: e,
-            })?;
+            let p = PathBuf::from("sys").join(k.replace('.', "/"));
+            proc.write(&p, v)
+                .map_err(|e| RootfsError::Unsafe(format!("linux.sysctl.{k}: {e}")))?;
         }
     }
     let root = rustix::fs::open(

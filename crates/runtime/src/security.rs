@@ -2,6 +2,7 @@
 //! no_new_privs, scheduling (runtime-spec config.md "Process", capabilities(7)).
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use caps::{CapSet, Capability};
 use oci_spec::runtime::{
@@ -80,8 +81,16 @@ impl CapSets {
 /// root in the container (raising a limit needs privileges that are dropped later).
 pub fn apply_limits(p: &Process) -> Result<(), SecurityError> {
     if let Some(adj) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(SecurityError::OomScore)?;
+        // Through a private procfs, by our pid: no mount can redirect it (CVE-2025-52881).
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        crate::procfs::Procfs::open()
+            .and_then(|p| {
+                p.write(
+                    &Path::new(&me.to_string()).join("oom_score_adj"),
+                    &adj.to_string(),
+                )
+            })
+            .map_err(|e| SecurityError::OomScore(std::io::Error::other(e.to_string())))?;
     }
     for r in p.rlimits().iter().flatten() {
         berth_sys::process::setrlimit(rlimit_resource(r.typ()), r.soft(), r.hard()).map_err(
