@@ -20,8 +20,10 @@ pub enum SecurityError {
     },
     #[error("process.capabilities: unknown capability {0}")]
     UnknownCap(String),
-    #[error("write /proc/self/oom_score_adj: {0}")]
+    #[error("process.oomScoreAdj: {0}")]
     OomScore(std::io::Error),
+    #[error("{0}")]
+    Groups(String),
     #[error("setrlimit {name} (soft {soft}, hard {hard}): {source}")]
     Rlimit {
         name: String,
@@ -178,11 +180,22 @@ pub fn drop_bounding(sets: &CapSets) -> Result<(), SecurityError> {
 
 /// Becomes the config's user: groups, gid, uid. The permitted capabilities survive the change
 /// of uid (PR_SET_KEEPCAPS) so that `set_capabilities` can choose them.
-pub fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), SecurityError> {
+///
+/// In a user namespace whose gid_map an unprivileged user wrote itself, setgroups(2) is
+/// denied (user_namespaces(7)): there the groups stay as they are, and additionalGids are
+/// refused by name rather than dropped. A map written by newgidmap allows setgroups, so a
+/// rootless container with subordinate gids gets its additionalGids.
+pub fn set_user(p: &Process) -> Result<(), SecurityError> {
     let u = p.user();
-    if setgroups_allowed {
-        let extra: Vec<u32> = u.additional_gids().clone().unwrap_or_default();
+    let extra: Vec<u32> = u.additional_gids().clone().unwrap_or_default();
+    if setgroups_allowed() {
         berth_sys::user::setgroups(&extra)?;
+    } else if !extra.is_empty() {
+        return Err(SecurityError::Groups(
+            "process.user.additionalGids: setgroups(2) is denied in this user namespace \
+             (its gid_map was written without newgidmap: add a range to /etc/subgid)"
+                .into(),
+        ));
     }
     fix_stdio_owner(u.uid(), u.gid());
     berth_sys::process::set_keepcaps(true)?;
@@ -190,6 +203,12 @@ pub fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), SecurityErro
     berth_sys::user::setresuid(u.uid())?;
     berth_sys::process::set_keepcaps(false)?;
     Ok(())
+}
+
+/// Whether this user namespace lets us call setgroups(2): /proc/self/setgroups says "deny"
+/// when it does not (and is absent before Linux 3.19 or outside a user namespace).
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
 }
 
 /// Gives stdio (and the pty) to the container's user, as runc's fixStdioPermissions: a

@@ -70,6 +70,7 @@ fn an_unprivileged_user_runs_execs_and_deletes() {
          {rt} run -d rl </dev/null >/dev/null 2>&1; \
          {rt} state rl | grep -q running; \
          {rt} exec rl sh -c 'id -u; cat /proc/self/uid_map; hostname'; \
+         {rt} exec --additional-gids 10 rl true 2>&1 | grep -c 'additionalGids: setgroups'; \
          {rt} delete --force rl; \
          test ! -e {x}/berth-runtime/rl && echo deleted"
     );
@@ -87,7 +88,11 @@ fn an_unprivileged_user_runs_execs_and_deletes() {
         ["0", &uid.to_string(), "1"]
     );
     assert_eq!(lines[2], "runc");
-    assert_eq!(lines[3], "deleted");
+    assert_eq!(
+        lines[3], "1",
+        "additionalGids refused by name where setgroups is denied"
+    );
+    assert_eq!(lines[4], "deleted");
 }
 
 #[test]
@@ -127,7 +132,7 @@ fn subordinate_ids_through_newuidmap() {
            c[\"linux\"][\"uidMappings\"] = json.loads(\"\"\"{um}\"\"\"); c[\"linux\"][\"gidMappings\"] = json.loads(\"\"\"{gm}\"\"\"); \
            json.dump(c, open(\"config.json\", \"w\"))'; \
          {rt} run -d sub </dev/null >/dev/null 2>&1; \
-         {rt} exec -u 1000:1000 sub sh -c 'id -u; wc -l < /proc/self/uid_map'; \
+         {rt} exec -u 1000:1000 --additional-gids 10 sub sh -c 'id -u; wc -l < /proc/self/uid_map; id -G'; \
          {rt} delete --force sub",
         um = maps(uid),
         gm = maps(gid),
@@ -153,7 +158,7 @@ fn subordinate_ids_through_newuidmap() {
     );
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
-        ["1000", "2"],
-        "uid 1000 of the subordinate range"
+        ["1000", "2", "1000 10"],
+        "uid 1000 of the subordinate range, with its additional group (newgidmap allows setgroups)"
     );
 }

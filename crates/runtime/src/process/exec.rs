@@ -231,8 +231,7 @@ fn stage1(
         init::load_seccomp(filter, ch)?;
     }
     security::drop_bounding(&caps)?;
-    // setgroups(2) is denied in a user namespace an unprivileged user made.
-    security::set_user(process, !crate::rootless::is_rootless())?;
+    security::set_user(process)?;
     security::set_capabilities(&caps)?;
     let cwd = process.cwd();
     std::env::set_current_dir(cwd).map_err(|source| InitError::Io {

@@ -239,8 +239,7 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
         }
     }
     security::drop_bounding(&caps)?;
-    // setgroups(2) is denied in a user namespace an unprivileged user made.
-    security::set_user(process, !crate::rootless::is_rootless())?;
+    security::set_user(process)?;
     security::set_capabilities(&caps)?;
     std::env::set_current_dir(cwd).map_err(io("chdir", cwd))?;
     check_cwd_inside()?;
