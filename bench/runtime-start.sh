@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runtime start: `run` and create+start+delete of busybox /bin/true with the default `spec`
 # config, berth-runtime against runc and crun, side by side in one hyperfine run; then the
-# peak RSS of each `run` (/usr/bin/time -v).
+# peak RSS of each `run` (/usr/bin/time -v). bare-syscalls is the floor: only the syscalls of
+# the default spec, in a straight line (crates/runtime/examples/bare_syscalls.rs).
 #
 # crun 1.8 refuses this hybrid cgroup host, so everything runs in a private mount namespace
 # where /sys/fs/cgroup/unified is unmounted (the host's mounts are untouched); all three
@@ -16,11 +17,14 @@ if [ -z "${BERTH_BENCH_INNER:-}" ]; then
   RUSTFLAGS="-C target-feature=+crt-static" LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu CARGO_TARGET_DIR=target/static \
     cargo build --profile release-small -p berth-runtime --target x86_64-unknown-linux-gnu >&2
   cargo build --release -p berth-runtime >&2
+  # The floor: the default spec's syscalls in a straight line (crates/runtime/examples).
+  cargo build --release -p berth-runtime --example bare_syscalls >&2
   exec unshare -m --propagation private env BERTH_BENCH_INNER=1 "$0" "$@"
 fi
 umount /sys/fs/cgroup/unified 2>/dev/null || true
 berth=$PWD/target/static/x86_64-unknown-linux-gnu/release-small/berth-runtime
 berth_dyn=$PWD/target/release/berth-runtime
+bare=$PWD/target/release/examples/bare_syscalls
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 scripts/busybox-bundle "$work/bundle" "$berth" >/dev/null
@@ -37,7 +41,8 @@ hyperfine -N --warmup 5 --runs "$runs" --export-markdown "$work/run.md" \
   -n berth-limits "$berth --root $work/root-berth --log /dev/null run --bundle $work/limited bl" \
   -n runc-limits "runc --root $work/root-runc run --bundle $work/limited rl" \
   -n runc "runc --root $work/root-runc run b" \
-  -n crun "crun --root $work/root-crun run b"
+  -n crun "crun --root $work/root-crun run b" \
+  -n bare-syscalls "$bare $work/bundle/rootfs /bin/true"
 cat "$work/run.md"
 lifecycle() { # binary root
   echo "$1 --root $2 create c >/dev/null && $1 --root $2 start c && $1 --root $2 delete -f c"
