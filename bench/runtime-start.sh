@@ -28,6 +28,7 @@ bare=$PWD/target/release/examples/bare_syscalls
 work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 scripts/busybox-bundle "$work/bundle" "$berth" >/dev/null
+mkdir -p "$work/bundle/rootfs/proc" "$work/bundle/rootfs/dev" "$work/bundle/rootfs/sys"  # for bare-syscalls
 sed -i 's/"terminal": true/"terminal": false/; s|^\( *\)"sh"$|\1"/bin/true"|' "$work/bundle/config.json"
 # The same bundle with a memory and a pids limit: what the cgroup setup costs.
 cp -r "$work/bundle" "$work/limited"
