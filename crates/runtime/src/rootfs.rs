@@ -480,6 +480,28 @@ fn mount_cgroups(
         drop(sub);
         mount_hierarchy(ctx, h, i, root, &dest.join(&name), flags)?;
     }
+    // Co-mounted controllers (cpu,cpuacct) are also reachable by each name, as on the host
+    // and as runc lays them out: cpu -> cpu,cpuacct.
+    let dir = open_in_root(root, dest, OFlags::DIRECTORY).map_err(io("open", dest))?;
+    for h in ctx.hierarchies {
+        let Some(name) = h
+            .mountpoint
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        else {
+            continue;
+        };
+        if !name.contains(',') {
+            continue;
+        }
+        for link in name.split(',') {
+            match rustix::fs::symlinkat(name.as_str(), &dir, link) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(io("symlink", &dest.join(link))(e.into())),
+            }
+        }
+    }
+    drop(dir);
     if flags & m::MS_RDONLY != 0 {
         let target = open_in_root(root, dest, OFlags::PATH).map_err(io("open", dest))?;
         mount(
