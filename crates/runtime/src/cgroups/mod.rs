@@ -291,17 +291,9 @@ pub fn create(
     let result = (|| {
         for h in hierarchies {
             let dir = dir_for(h, &own, cgroups_path);
-            let before = placement.created.len();
             mkdir_all(&dir, &h.mountpoint, &mut placement.created)?;
             if h.controllers.iter().any(|c| c == "cpuset") {
-                // A new v1 cpuset has no cpus and no mems, and takes no task until given
-                // some: copy the parent's, top-down.
-                for d in placement.created[..placement.created.len() - before]
-                    .iter()
-                    .rev()
-                {
-                    v1::inherit_cpuset(d)?;
-                }
+                v1::fill_cpusets(&h.mountpoint, &dir)?;
             }
             placement.dirs.push(dir.clone());
             placement.controllers.push(h.controllers.clone());

@@ -318,6 +318,22 @@ pub fn apply_devices(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Gives every cpuset from below `top` down to `dir` the cpus and mems of its parent where it
+/// has none (a new v1 cpuset starts empty and takes no task until given some). Every level,
+/// not only the ones we created: a parent another runtime created a moment ago may still be
+/// empty (two containers under a new /berth-test at once), as runc does.
+pub fn fill_cpusets(top: &Path, dir: &Path) -> Result<(), CgroupError> {
+    let Ok(rel) = dir.strip_prefix(top) else {
+        return Ok(());
+    };
+    let mut cur = top.to_path_buf();
+    for part in rel.components() {
+        cur.push(part);
+        inherit_cpuset(&cur)?;
+    }
+    Ok(())
+}
+
 /// Copies cpuset.cpus and cpuset.mems from the parent when they are empty.
 pub fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
     let Some(parent) = dir.parent() else {
