@@ -200,7 +200,7 @@ fn init(rootfs: &Path, program: &[String], hierarchies: &[berth_runtime::cgroups
     ] {
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &r("/dev").join(node),
+            r("/dev").join(node),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::from_raw_mode(0o666),
             rustix::fs::makedev(major, minor),

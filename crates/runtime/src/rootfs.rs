@@ -497,7 +497,7 @@ fn mount_cgroups(
         for link in name.split(',') {
             match rustix::fs::symlinkat(name.as_str(), &dir, link) {
                 Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => return Err(io("symlink", &dest.join(link))(e.into())),
+                Err(e) => return Err(io("symlink", &dest.join(link))(e)),
             }
         }
     }
