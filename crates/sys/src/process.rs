@@ -61,16 +61,19 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Sound only in a single-threaded process, as [`fork`]; in addition the child of a raw
 /// clone3 runs no `pthread_atfork` handlers, which a single-threaded Rust program without
 /// such handlers does not need.
-pub fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> Result<Fork> {
+///
+/// `cgroup` is a raw descriptor number: the kernel checks it (EBADF), and a forked child that
+/// inherited it holds no `OwnedFd` to borrow from.
+pub fn fork_into_cgroup(cgroup: libc::c_int) -> Result<Fork> {
     let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup as u64,
         ..Default::default()
     };
     // SAFETY: see the function's documentation (single-threaded caller). With `stack` 0 the
     // child continues on a copy of the caller's stack, exactly as after fork(2); `args` is a
-    // valid clone_args of the size passed, and `cgroup` an open descriptor for the call.
+    // valid clone_args of the size passed; a bad `cgroup` descriptor is an error (EBADF).
     let rc = unsafe {
         libc::syscall(
             libc::SYS_clone3,

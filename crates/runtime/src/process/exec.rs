@@ -108,7 +108,7 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
     drop(console);
     let mut ch = Channel(ours);
     let pid = match ch.recv()? {
-        Message::InitPid { pid } => pid,
+        Message::InitPid { pid, .. } => pid,
         Message::Failed(m) => {
             let _ = p::waitpid(stage1, false);
             return Err(ExecError::Child(m));
@@ -214,7 +214,10 @@ fn stage1(
     }
     match p::fork()? {
         Fork::Parent(pid) => {
-            ch.send(&Message::InitPid { pid })?;
+            ch.send(&Message::InitPid {
+                pid,
+                born_in_cgroup: false,
+            })?;
             p::exit_now(0)
         }
         Fork::Child => {}

@@ -70,6 +70,9 @@ pub struct InitContext<'a> {
     pub console: Option<UnixStream>,
     /// The parent's state lock, inherited through fork: closed first thing.
     pub lock_fd: i32,
+    /// The container's cgroup2 directory (O_PATH), for init to be born in; -1 if none.
+    /// Closed by stage 1 once init is forked, and by init first thing.
+    pub cgroup_fd: i32,
 }
 
 /// Reports a failure to the parent, then exits. The one place a child both logs (sends) an
@@ -85,9 +88,14 @@ pub fn stage1(ctx: InitContext<'_>, mut ch: Channel) -> ! {
         Ok(()) => {}
         Err(e) => fail(&mut ch, e),
     }
-    match p::fork() {
+    let (forked, born_in_cgroup) = fork_init(ctx.cgroup_fd);
+    match forked {
         Ok(Fork::Parent(pid)) => {
-            let _ = ch.send(&Message::InitPid { pid });
+            p::close_inherited(ctx.cgroup_fd);
+            let _ = ch.send(&Message::InitPid {
+                pid,
+                born_in_cgroup,
+            });
             p::exit_now(0)
         }
         Ok(Fork::Child) => match init(ctx, &mut ch) {
@@ -96,6 +104,28 @@ pub fn stage1(ctx: InitContext<'_>, mut ch: Channel) -> ! {
         },
         Err(e) => fail(&mut ch, e),
     }
+}
+
+/// Forks init: into the container's cgroup2 directory at birth (clone3 CLONE_INTO_CGROUP),
+/// so init never runs or allocates in the runtime's cgroup while stage 1 stays out of the
+/// container's (its memory is not the container's to pay). Kernels without clone3 or
+/// CLONE_INTO_CGROUP (before 5.7) refuse before creating anything: then a plain fork, and
+/// the parent moves init. Any other refusal is an error: in a new pid namespace a failed
+/// first fork leaves the namespace unable to take a process. (The parent passes no
+/// descriptor where the kernel would refuse for permissions: in a user namespace.)
+/// Returns whether init was born in the cgroup.
+fn fork_init(cgroup_fd: i32) -> (berth_sys::Result<Fork>, bool) {
+    if cgroup_fd >= 0 {
+        // The parent's O_PATH directory, inherited and open until stage 1 exits.
+        match p::fork_into_cgroup(cgroup_fd) {
+            Ok(f) => return (Ok(f), true),
+            Err(e) if matches!(e.errno(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)) => {
+                tracing::debug!("{e}: fork, then the parent moves init")
+            }
+            Err(e) => return (Err(e), false),
+        }
+    }
+    (p::fork(), false)
 }
 
 fn enter_namespaces(ctx: &InitContext<'_>, ch: &mut Channel) -> Result<(), InitError> {
@@ -169,6 +199,8 @@ fn init(mut ctx: InitContext<'_>, ch: &mut Channel) -> Result<Infallible, InitEr
     // CVE-2019-5736: until exec, this process is the runtime binary. Non-dumpable, its
     // /proc/<pid>/exe cannot be opened by a process of the container.
     p::set_dumpable(false)?;
+    // CVE-2024-21626: the host's cgroup directory is not ours to keep.
+    p::close_inherited(ctx.cgroup_fd);
     ch.expect("Placed", |m| matches!(m, Message::Placed))?;
     if ctx.plan.creates(LinuxNamespaceType::Cgroup) {
         p::unshare(libc::CLONE_NEWCGROUP)?;

@@ -1,7 +1,7 @@
 //! The runtime's side of create: cgroups, the exec fifo, the forks, the id maps, the hooks
 //! that run in the runtime's namespaces, and cleanup when anything fails.
 
-use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -185,8 +185,31 @@ fn spawn(
     // Orphans come to us: init stays our child after stage 1 exits, so we can reap it if
     // create fails, and `run` can wait for it.
     p::set_child_subreaper()?;
-    let (forked, born_in_cgroup) = fork_stage1(&state.cgroups)?;
-    match forked {
+    // Init is born in the container's cgroup2 directory where the kernel allows (stage 1
+    // forks it with clone3 CLONE_INTO_CGROUP); the descriptor goes with the fork.
+    // Not in a user namespace: its root may not write the host's cgroup.procs, and a clone3
+    // refused after the kernel gave out pid 1 of a new pid namespace leaves that namespace
+    // unable to take any process (alloc_pid fails with ENOMEM from then on).
+    let in_user_ns = plan.new_user
+        || plan
+            .join
+            .iter()
+            .any(|(t, _, _)| *t == LinuxNamespaceType::User)
+        || crate::rootless::is_rootless();
+    let cgroup_dir = match state.cgroups.unified.as_ref().filter(|_| !in_user_ns) {
+        Some(dir) => Some(
+            rustix::fs::open(
+                dir,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| io("open", dir)(e.into()))?,
+        ),
+        None => None,
+    };
+    match p::fork()? {
         Fork::Child => {
             drop(ours);
             let ctx = InitContext {
@@ -199,6 +222,7 @@ fn spawn(
                 fifo_fd,
                 console,
                 lock_fd: dir.lock_fd(),
+                cgroup_fd: cgroup_dir.as_ref().map_or(-1, |d| d.as_raw_fd()),
             };
             init::stage1(ctx, Channel(theirs))
         }
@@ -207,9 +231,14 @@ fn spawn(
     drop(theirs);
     drop(console);
     drop(fifo_fd);
+    drop(cgroup_dir);
     let mut ch = Channel(ours);
     let linux = spec.linux().as_ref().expect("validated");
+    let stage1_fd = children.stage1.map(p::pidfd_open).transpose()?;
     loop {
+        if let (Some(pid), Some(fd)) = (children.stage1, &stage1_fd) {
+            wait_message_or_death(&ch, pid, fd, children)?;
+        }
         match ch.recv()? {
             Message::MappingRequest { pid } => {
                 write_id_map(
@@ -224,7 +253,10 @@ fn spawn(
                 )?;
                 ch.send(&Message::MappingWritten)?;
             }
-            Message::InitPid { pid } => {
+            Message::InitPid {
+                pid,
+                born_in_cgroup,
+            } => {
                 children.init = Some(pid);
                 if let Some(s1) = children.stage1.take() {
                     p::waitpid(s1, false)?;
@@ -276,24 +308,43 @@ fn spawn(
     Ok(())
 }
 
-/// Forks stage 1. Where the container has a cgroup2 directory, stage 1 (and so init) is
-/// born in it with clone3(CLONE_INTO_CGROUP), so it never runs or allocates memory in the
-/// runtime's own cgroup; kernels before 5.7, or a cgroup we may not enter that way, fall
-/// back to fork and a write to cgroup.procs. Returns whether the child was born in it.
-fn fork_stage1(cg: &cgroups::Placement) -> Result<(Fork, bool), CreateError> {
-    if let Some(dir) = &cg.unified {
-        let fd = rustix::fs::open(
-            dir,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| io("open", dir)(e.into()))?;
-        match p::fork_into_cgroup(fd.as_fd()) {
-            Ok(f) => return Ok((f, true)),
-            Err(e) => tracing::debug!("{e}: fork, then move the child"),
+/// Waits until stage 1 has sent something, or has died without a word: a stage 1 killed by a
+/// signal (the OOM killer of a tiny cgroup, say) must fail create, not hang it while init,
+/// which holds the other end of the socket, waits for us.
+fn wait_message_or_death(
+    ch: &Channel,
+    stage1: p::Pid,
+    pidfd: &std::os::fd::OwnedFd,
+    children: &mut Children,
+) -> Result<(), CreateError> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    loop {
+        let mut fds = [
+            PollFd::new(&ch.0, PollFlags::IN),
+            PollFd::new(pidfd, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io("poll", Path::new("sync"))(e.into())),
+        }
+        // A message (or EOF) first: stage 1 sends before it exits.
+        if !fds[0].revents().is_empty() {
+            return Ok(());
+        }
+        if !fds[1].revents().is_empty() {
+            if let Some((_, status)) = p::waitpid(stage1, true)? {
+                children.stage1 = None;
+                return Err(CreateError::Child(format!(
+                    "stage 1 of create died before init started ({}); out of memory in the container's cgroup?",
+                    match status {
+                        p::WaitStatus::Exited(c) => format!("exit status {c}"),
+                        p::WaitStatus::Signaled(s) => format!("killed by signal {s}"),
+                    }
+                )));
+            }
         }
     }
-    Ok((p::fork()?, false))
 }
 
 /// Writes /proc/<pid>/uid_map or gid_map (user_namespaces(7)): one `inside outside count`

@@ -27,8 +27,13 @@ pub enum Message {
     MappingRequest { pid: i32 },
     /// parent → stage 1: the maps are written.
     MappingWritten,
-    /// stage 1 → parent: init runs with this pid (in the runtime's pid namespace).
-    InitPid { pid: i32 },
+    /// stage 1 → parent: init runs with this pid (in the runtime's pid namespace); born in
+    /// the container's cgroup2 directory (clone3 CLONE_INTO_CGROUP) or still to be moved.
+    InitPid {
+        pid: i32,
+        #[serde(default)]
+        born_in_cgroup: bool,
+    },
     /// parent → init: you are in your cgroup; go on.
     Placed,
     /// init → parent: mounts done; run the prestart and createRuntime hooks.
@@ -97,10 +102,14 @@ mod tests {
     fn round_trip() {
         let (a, b) = UnixStream::pair().unwrap();
         let (mut a, mut b) = (Channel(a), Channel(b));
-        a.send(&Message::InitPid { pid: 7 }).unwrap();
+        a.send(&Message::InitPid {
+            pid: 7,
+            born_in_cgroup: false,
+        })
+        .unwrap();
         a.send(&Message::Failed("mount proc on /proc: boom".into()))
             .unwrap();
-        assert!(matches!(b.recv().unwrap(), Message::InitPid { pid: 7 }));
+        assert!(matches!(b.recv().unwrap(), Message::InitPid { pid: 7, .. }));
         assert!(b.expect("Ready", |m| matches!(m, Message::Ready)).is_err());
         drop(a);
         assert!(matches!(b.recv(), Err(SyncError::Closed)));
