@@ -168,27 +168,31 @@ pub fn start(root: &Path, id: &str) -> Result<i32, ContainerError> {
         });
     }
     let fifo_path = dir.fifo_path();
+    let fifo_err = |op: &'static str| {
+        let path = fifo_path.clone();
+        move |source| ContainerError::Io { op, path, source }
+    };
+    // A read end of our own, to see init's end close: init holds the fifo's only other
+    // descriptor (close-on-exec), so it closes when the user's process has replaced init, or
+    // init died. Opened first: non-blocking, it needs no writer.
+    let watch = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags_nonblock()
+        .open(&fifo_path)
+        .map_err(fifo_err("open exec fifo"))?;
     // Non-blocking: if init is gone there is no reader, and open fails with ENXIO at once.
     let mut fifo = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags_nonblock()
         .open(&fifo_path)
-        .map_err(|source| ContainerError::Io {
-            op: "open exec fifo",
-            path: fifo_path.clone(),
-            source,
-        })?;
-    fifo.write_all(b"0").map_err(|source| ContainerError::Io {
-        op: "write exec fifo",
-        path: fifo_path.clone(),
-        source,
-    })?;
+        .map_err(fifo_err("open exec fifo"))?;
+    fifo.write_all(b"0").map_err(fifo_err("write exec fifo"))?;
     drop(fifo);
-    std::fs::remove_file(&fifo_path).map_err(|source| ContainerError::Io {
-        op: "remove",
-        path: fifo_path.clone(),
-        source,
-    })?;
+    std::fs::remove_file(&fifo_path).map_err(fifo_err("remove"))?;
+    // Return once the process runs (runtime-spec: poststart hooks run after it started), so
+    // an `exec` right after `start` finds the container's process, not the runtime still
+    // setting up. A startContainer hook may take long: after 10 s we stop waiting.
+    wait_for_hangup(&watch, 10_000);
     st.status = Status::Running;
     dir.save(&st)?;
     // runtime-spec: a failing poststart hook is logged; the container keeps running.
@@ -196,6 +200,30 @@ pub fn start(root: &Path, id: &str) -> Result<i32, ContainerError> {
         tracing::warn!("{e}");
     }
     Ok(st.pid)
+}
+
+/// Waits until no writer holds the fifo `watch` reads (POLLHUP), for at most `ms`.
+fn wait_for_hangup(watch: &std::fs::File, ms: i64) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms as u64);
+    loop {
+        // No events asked: poll still reports POLLHUP, and ignores the byte left for init.
+        let mut fds = [PollFd::new(watch, PollFlags::empty())];
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            tracing::debug!("start: the container's process has not replaced init yet");
+            return;
+        }
+        let t = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        };
+        match poll(&mut fds, Some(&t)) {
+            Ok(_) if fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR) => return,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 trait NonBlock {

@@ -36,6 +36,14 @@ fn create_start_state_kill_delete() {
         "start: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // start returns once the user's program has replaced init: pid 1 is busybox now, not
+    // the runtime, so an `exec` right after `start` joins the container's process.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.ends_with("busybox"),
+        "after start, init is still {}",
+        exe.display()
+    );
     wait_for("the process to run", || {
         b.rootfs().join("tmp/started").exists()
     });

@@ -73,7 +73,20 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
     for t in NAMESPACE_ORDER {
         let theirs = PathBuf::from(format!("/proc/{}/ns/{}", state.pid, proc_name(t)));
         let ours = PathBuf::from(format!("/proc/self/ns/{}", proc_name(t)));
-        let (Ok(a), Ok(b)) = (std::fs::read_link(&theirs), std::fs::read_link(&ours)) else {
+        // A namespace type this kernel lacks is absent for both; any other failure to read
+        // init's (permissions) is an error: skipping it would run the process outside.
+        let a = match std::fs::read_link(&theirs) {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(ExecError::Io {
+                    op: "read",
+                    path: theirs,
+                    source,
+                })
+            }
+        };
+        let Ok(b) = std::fs::read_link(&ours) else {
             continue;
         };
         if a != b {
