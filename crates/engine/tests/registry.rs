@@ -108,21 +108,32 @@ impl Registry {
     }
 
     fn push_as(&self, name: &str, repo: &str, creds: Option<&str>) {
-        let mut skopeo = Command::new("skopeo");
-        skopeo.args(["copy", "-q", "--dest-tls-verify=false"]);
-        if let Some(creds) = creds {
-            skopeo.arg(format!("--dest-creds={creds}"));
+        // The seeding push is not what is tested: a registry that has just started listening
+        // sometimes drops the first requests, so skopeo gets three tries.
+        let mut failure: Option<String> = None;
+        for attempt in 0..3 {
+            let mut skopeo = Command::new("skopeo");
+            skopeo.args(["copy", "-q", "--dest-tls-verify=false"]);
+            if let Some(creds) = creds {
+                skopeo.arg(format!("--dest-creds={creds}"));
+            }
+            let out = skopeo
+                .arg(format!("oci:{SHARED_OCI}:{name}"))
+                .arg(format!("docker://{}/{repo}", self.addr))
+                .output()
+                .expect("run skopeo: install the Debian package skopeo");
+            if out.status.success() {
+                failure = None;
+                break;
+            }
+            let err = format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+            eprintln!("skopeo push, attempt {attempt}: {err}");
+            failure = Some(err);
+            std::thread::sleep(Duration::from_millis(500));
         }
-        let out = skopeo
-            .arg(format!("oci:{SHARED_OCI}:{name}"))
-            .arg(format!("docker://{}/{repo}", self.addr))
-            .output()
-            .expect("run skopeo: install the Debian package skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if let Some(err) = failure {
+            panic!("skopeo: {err}");
+        }
     }
 }
 

@@ -465,19 +465,6 @@ impl Placement {
         Ok(())
     }
 
-    /// As [`Placement::add`] for a process already born in the cgroup2 directory.
-    pub fn add_except_unified(&self, pid: i32) -> Result<(), CgroupError> {
-        for d in self
-            .dirs
-            .iter()
-            .filter(|d| Some(*d) != self.unified.as_ref())
-        {
-            let p = d.join("cgroup.procs");
-            std::fs::write(&p, pid.to_string()).map_err(io("write", &p))?;
-        }
-        Ok(())
-    }
-
     /// The pids in the container's cgroup (from the first hierarchy that answers).
     pub fn pids(&self) -> Vec<i32> {
         for d in &self.dirs {

@@ -227,10 +227,7 @@ fn stage1(
     }
     match p::fork()? {
         Fork::Parent(pid) => {
-            ch.send(&Message::InitPid {
-                pid,
-                born_in_cgroup: false,
-            })?;
+            ch.send(&Message::InitPid { pid, placed: false })?;
             p::exit_now(0)
         }
         Fork::Child => {}

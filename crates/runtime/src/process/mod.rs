@@ -9,8 +9,10 @@
 //!   writes /proc/<pid>/{uid,gid}_map ◄──────────────────────── MappingWritten ◄─
 //!                                               unshare(pid, net, ipc, uts, mnt, time)
 //!                                               fork ───────────────────────────► (pid 1)
-//!   ◄──────────────────────────── InitPid ───── exits
-//!   reaps stage 1, puts init in its cgroups ─────────── Placed ────────────────►
+//!                                                 (clone3 into the cgroup2 directory)
+//!   ◄──────────────────────────── InitPid ───── exits                `0` > each v1 tasks
+//!   reaps stage 1; in a user namespace only:
+//!     puts init in its cgroups ─────────────────────────── Placed ────────────────►
 //!                                                                  unshare(cgroup): its root
 //!                                                                    is now the container's
 //!                                                                  mounts, /dev

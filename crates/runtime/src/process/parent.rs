@@ -223,6 +223,7 @@ fn spawn(
                 console,
                 lock_fd: dir.lock_fd(),
                 cgroup_fd: cgroup_dir.as_ref().map_or(-1, |d| d.as_raw_fd()),
+                self_place: !in_user_ns,
             };
             init::stage1(ctx, Channel(theirs))
         }
@@ -253,22 +254,17 @@ fn spawn(
                 )?;
                 ch.send(&Message::MappingWritten)?;
             }
-            Message::InitPid {
-                pid,
-                born_in_cgroup,
-            } => {
+            Message::InitPid { pid, placed } => {
                 children.init = Some(pid);
                 if let Some(s1) = children.stage1.take() {
                     p::waitpid(s1, false)?;
                 }
                 state.pid = pid;
                 state.start_time = crate::state::process_start_time(pid).unwrap_or(0);
-                if born_in_cgroup {
-                    state.cgroups.add_except_unified(pid)?;
-                } else {
+                if !placed {
                     state.cgroups.add(pid)?;
+                    ch.send(&Message::Placed)?;
                 }
-                ch.send(&Message::Placed)?;
             }
             Message::HooksRequest => {
                 if let Some(h) = spec.hooks() {

@@ -27,12 +27,13 @@ pub enum Message {
     MappingRequest { pid: i32 },
     /// parent → stage 1: the maps are written.
     MappingWritten,
-    /// stage 1 → parent: init runs with this pid (in the runtime's pid namespace); born in
-    /// the container's cgroup2 directory (clone3 CLONE_INTO_CGROUP) or still to be moved.
+    /// stage 1 → parent: init runs with this pid (in the runtime's pid namespace). With
+    /// `placed`, init puts itself in its cgroups (born in the cgroup2 one, `0` into each v1
+    /// `tasks`) and waits for no `Placed`; otherwise the parent moves it.
     InitPid {
         pid: i32,
         #[serde(default)]
-        born_in_cgroup: bool,
+        placed: bool,
     },
     /// parent → init: you are in your cgroup; go on.
     Placed,
@@ -104,7 +105,7 @@ mod tests {
         let (mut a, mut b) = (Channel(a), Channel(b));
         a.send(&Message::InitPid {
             pid: 7,
-            born_in_cgroup: false,
+            placed: false,
         })
         .unwrap();
         a.send(&Message::Failed("mount proc on /proc: boom".into()))
