@@ -203,3 +203,24 @@ fn json_log_for_containerd() {
     assert!(last["msg"].as_str().unwrap().contains("does not exist"));
     assert!(last["time"].as_str().unwrap().ends_with('Z'));
 }
+
+/// Many containers at once: each run's messages arrive in order (stage 1's InitPid before
+/// init's first word, which once raced when init stopped waiting for the parent) and each
+/// finds its own state.
+#[test]
+fn parallel_runs_keep_their_order() {
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            s.spawn(move || {
+                // A bundle (and so a cgroup) per thread: runs in one cgroup would kill each
+                // other's processes on delete.
+                let b = Bundle::sh("true");
+                for i in 0..10 {
+                    let id = format!("p{t}-{i}");
+                    let (_, err, code) = b.run(&id);
+                    assert_eq!(code, 0, "{id}: {err}");
+                }
+            });
+        }
+    });
+}
