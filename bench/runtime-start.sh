@@ -45,6 +45,15 @@ hyperfine -N --warmup 5 --runs "$runs" --export-markdown "$work/run.md" \
   -n crun "crun --root $work/root-crun run b" \
   -n bare-syscalls "$bare $work/bundle/rootfs /bin/true"
 cat "$work/run.md"
+# A lone start: 200 ms of quiet before each run, as for one `docker run` on an idle host.
+# Back-to-back runs keep the kernel's cgroup migration lock in its slow-path mode; after a
+# pause, the first write of a pid to a v1 cgroup.procs pays an RCU grace period again.
+hyperfine -N --warmup 2 --runs "$(( runs / 2 ))" --prepare "sleep 0.2" --export-markdown "$work/lone.md" \
+  -n berth "$berth --root $work/root-berth run b" \
+  -n runc "runc --root $work/root-runc run b" \
+  -n crun "crun --root $work/root-crun run b" \
+  -n bare-syscalls "$bare $work/bundle/rootfs /bin/true"
+cat "$work/lone.md"
 lifecycle() { # binary root
   echo "$1 --root $2 create c >/dev/null && $1 --root $2 start c && $1 --root $2 delete -f c"
 }

@@ -69,8 +69,11 @@ fn main() {
     p::set_child_subreaper().unwrap();
     match p::fork().unwrap() {
         Fork::Child => {
-            for d in &dirs {
-                std::fs::write(d.join("cgroup.procs"), p::getpid().to_string()).unwrap();
+            // As berth-runtime's init: `0` into each v1 `tasks` moves this one thread without
+            // the global threadgroup lock (and its RCU grace period).
+            for (h, d) in hierarchies.iter().zip(&dirs) {
+                let file = if h.v2 { "cgroup.procs" } else { "tasks" };
+                std::fs::write(d.join(file), "0").unwrap();
             }
             p::unshare(
                 libc::CLONE_NEWNS
