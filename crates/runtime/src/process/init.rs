@@ -264,8 +264,15 @@ fn init(
         placement: ctx.placement,
         terminal,
     })?;
-    ch.send(&Message::HooksRequest)?;
-    ch.expect("HooksDone", |m| matches!(m, Message::HooksDone))?;
+    // The parent runs prestart and createRuntime hooks; without any, no round trip.
+    let parent_hooks = spec.hooks().as_ref().is_some_and(|h| {
+        h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    if parent_hooks {
+        ch.send(&Message::HooksRequest)?;
+        ch.expect("HooksDone", |m| matches!(m, Message::HooksDone))?;
+    }
     if let Some(h) = spec.hooks() {
         let state = serde_json::json!({
             "ociVersion": spec.version(), "id": container_id(&ctx), "status": "creating",

@@ -16,7 +16,7 @@
 //!                                                                  unshare(cgroup): its root
 //!                                                                    is now the container's
 //!                                                                  mounts, /dev
-//!   runs prestart, createRuntime hooks ◄─────── HooksRequest ─────────────────
+//!   runs prestart, createRuntime hooks ◄─────── HooksRequest ───────────────── (if any)
 //!   ──────────────────────────────────────────── HooksDone ──────────────────►
 //!                                                                  createContainer hooks
 //!                                                                  pivot_root, sysctl, masks
