@@ -44,6 +44,13 @@ fn exec_enters_every_namespace_and_the_cgroup() {
     );
     let procs = read(format!("/proc/{init}/cgroup"));
     assert!(procs.contains("berth-test"), "{procs}");
+    // The exec'd process sits in the container's cgroup on every hierarchy: seen through
+    // the container's cgroup namespace, each of its lines is the root.
+    let mine = ok(&b, &["exec", "c", "cat", "/proc/self/cgroup"]);
+    assert!(!mine.is_empty());
+    for line in mine.lines() {
+        assert!(line.ends_with(":/"), "exec'd process outside the container's cgroup: {mine}");
+    }
     // Exit status, user, env and cwd.
     let out = b.runtime(&["exec", "c", "sh", "-c", "exit 4"]);
     assert_eq!(out.status.code(), Some(4));

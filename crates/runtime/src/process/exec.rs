@@ -103,12 +103,24 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
         path: "sync".into(),
         source,
     })?;
+    // The process moves itself into the container's cgroups through files opened here, on
+    // the host, before it joins the mount namespace: `0` into each v1 `tasks` skips the
+    // kernel's global threadgroup lock, whose RCU synchronisation costs milliseconds on a
+    // quiet host (see init::place_self). The opener's credentials are what the kernel
+    // checks. If a file cannot be opened here, the parent moves the process instead.
+    let cgroup_files = open_cgroup_files(state, opts.sub_cgroup.as_deref());
     p::set_child_subreaper()?;
     let stage1 = match p::fork()? {
         Fork::Child => {
             drop(ours);
             let mut ch = Channel(theirs);
-            let r = stage1(&join, &mut ch, opts, console.as_ref());
+            let r = stage1(
+                &join,
+                &mut ch,
+                opts,
+                console.as_ref(),
+                cgroup_files.as_deref(),
+            );
             let _ = ch.send(&Message::Failed(match r {
                 Err(e) => e.to_string(),
                 Ok(never) => match never {},
@@ -119,9 +131,10 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
     };
     drop(theirs);
     drop(console);
+    drop(cgroup_files);
     let mut ch = Channel(ours);
-    let pid = match ch.recv()? {
-        Message::InitPid { pid, .. } => pid,
+    let (pid, placed) = match ch.recv()? {
+        Message::InitPid { pid, placed } => (pid, placed),
         Message::Failed(m) => {
             let _ = p::waitpid(stage1, false);
             return Err(ExecError::Child(m));
@@ -135,13 +148,14 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
         }
     };
     p::waitpid(stage1, false)?;
-    let placed = place(state, pid, opts.sub_cgroup.as_deref());
-    if let Err(e) = placed {
-        let _ = p::kill(pid, libc::SIGKILL);
-        let _ = p::waitpid(pid, false);
-        return Err(e);
+    if !placed {
+        if let Err(e) = place(state, pid, opts.sub_cgroup.as_deref()) {
+            let _ = p::kill(pid, libc::SIGKILL);
+            let _ = p::waitpid(pid, false);
+            return Err(e);
+        }
+        ch.send(&Message::Placed)?;
     }
-    ch.send(&Message::Placed)?;
     // The socket closes at a successful exec (close-on-exec); a failure arrives as a message.
     loop {
         match ch.recv() {
@@ -190,10 +204,13 @@ pub(crate) fn hand_over_listener(
     Ok(())
 }
 
-/// Puts the process in the container's cgroup on every hierarchy (or a sub-cgroup of it).
-fn place(state: &State, pid: i32, sub: Option<&str>) -> Result<(), ExecError> {
-    for d in &state.cgroups.dirs {
-        let dir = match sub {
+/// The container's cgroup directory on every hierarchy, or the sub-cgroup `sub` of it.
+fn target_dirs(state: &State, sub: Option<&str>) -> Vec<PathBuf> {
+    state
+        .cgroups
+        .dirs
+        .iter()
+        .map(|d| match sub {
             // Cleaned: a sub-cgroup stays under the container's.
             Some(s) => d.join(
                 crate::cgroups::clean(Path::new(s))
@@ -201,7 +218,34 @@ fn place(state: &State, pid: i32, sub: Option<&str>) -> Result<(), ExecError> {
                     .unwrap_or(Path::new("")),
             ),
             None => d.clone(),
-        };
+        })
+        .collect()
+}
+
+/// Opens, for the process to write `0` into: `tasks` on v1 hierarchies, cgroup.procs on
+/// cgroup2. None when there is no cgroup or one file cannot be opened.
+fn open_cgroup_files(state: &State, sub: Option<&str>) -> Option<Vec<std::fs::File>> {
+    let dirs = target_dirs(state, sub);
+    if dirs.is_empty() {
+        return None;
+    }
+    dirs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let v1 = state
+                .cgroups
+                .controllers
+                .get(i)
+                .is_some_and(|c| !c.is_empty());
+            let file = d.join(if v1 { "tasks" } else { "cgroup.procs" });
+            std::fs::OpenOptions::new().write(true).open(&file).ok()
+        })
+        .collect()
+}
+
+/// Puts the process in the container's cgroup on every hierarchy (or a sub-cgroup of it).
+fn place(state: &State, pid: i32, sub: Option<&str>) -> Result<(), ExecError> {
+    for dir in target_dirs(state, sub) {
         let p = dir.join("cgroup.procs");
         std::fs::write(&p, pid.to_string()).map_err(|source| ExecError::Io {
             op: "write",
@@ -217,6 +261,7 @@ fn stage1(
     ch: &mut Channel,
     opts: &ExecOptions,
     console: Option<&UnixStream>,
+    cgroup_files: Option<&[std::fs::File]>,
 ) -> Result<Infallible, InitError> {
     // CVE-2019-5736: until exec we are the runtime binary inside the container's namespaces;
     // non-dumpable, our /proc/<pid>/exe cannot be opened by the container's processes.
@@ -225,14 +270,48 @@ fn stage1(
     for (t, path, fd) in join {
         p::setns(std::os::fd::AsFd::as_fd(fd), clone_flag(*t), path)?;
     }
+    // The child must not speak before we said InitPid: it waits for this pipe to close.
+    let (said_r, said_w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| InitError::Io {
+            op: "pipe",
+            path: PathBuf::new(),
+            source: e.into(),
+        })?;
     match p::fork()? {
         Fork::Parent(pid) => {
-            ch.send(&Message::InitPid { pid, placed: false })?;
+            ch.send(&Message::InitPid {
+                pid,
+                placed: cgroup_files.is_some(),
+            })?;
+            drop(said_w);
             p::exit_now(0)
         }
-        Fork::Child => {}
+        Fork::Child => drop(said_w),
     }
-    ch.expect("Placed", |m| matches!(m, Message::Placed))?;
+    match cgroup_files {
+        Some(files) => {
+            for f in files {
+                use std::io::Write;
+                let mut f: &std::fs::File = f;
+                f.write_all(b"0").map_err(|source| InitError::Io {
+                    op: "join the container's cgroup",
+                    path: PathBuf::new(),
+                    source,
+                })?;
+            }
+            // Host files: not kept until exec (CVE-2024-21626). The copies in this process
+            // are never dropped: it execs or exits.
+            for f in files {
+                p::close_inherited(std::os::fd::AsRawFd::as_raw_fd(f));
+            }
+            let mut b = [0u8; 1];
+            while let Err(rustix::io::Errno::INTR) | Ok(1..) = rustix::io::read(&said_r, &mut b) {}
+        }
+        None => {
+            ch.expect("Placed", |m| matches!(m, Message::Placed))?;
+        }
+    }
+    drop(said_r);
     let process = &opts.process;
     if process.terminal() == Some(true) {
         init::setup_terminal(process, console.expect("checked before fork"), false)?;
