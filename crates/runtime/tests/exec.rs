@@ -49,7 +49,10 @@ fn exec_enters_every_namespace_and_the_cgroup() {
     let mine = ok(&b, &["exec", "c", "cat", "/proc/self/cgroup"]);
     assert!(!mine.is_empty());
     for line in mine.lines() {
-        assert!(line.ends_with(":/"), "exec'd process outside the container's cgroup: {mine}");
+        assert!(
+            line.ends_with(":/"),
+            "exec'd process outside the container's cgroup: {mine}"
+        );
     }
     // Exit status, user, env and cwd.
     let out = b.runtime(&["exec", "c", "sh", "-c", "exit 4"]);

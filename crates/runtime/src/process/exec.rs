@@ -119,7 +119,7 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
                 &mut ch,
                 opts,
                 console.as_ref(),
-                cgroup_files.as_deref(),
+                cgroup_files.as_ref(),
             );
             let _ = ch.send(&Message::Failed(match r {
                 Err(e) => e.to_string(),
@@ -222,25 +222,46 @@ fn target_dirs(state: &State, sub: Option<&str>) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Opens, for the process to write `0` into: `tasks` on v1 hierarchies, cgroup.procs on
-/// cgroup2. None when there is no cgroup or one file cannot be opened.
-fn open_cgroup_files(state: &State, sub: Option<&str>) -> Option<Vec<std::fs::File>> {
+/// What the exec'd process needs to move itself: for each hierarchy the file to write `0`
+/// into (`tasks` on v1, cgroup.procs on cgroup2, with whether it is cgroup2), and the cgroup2
+/// directory to be born in (clone3 CLONE_INTO_CGROUP: a `0` into a cgroup2 cgroup.procs
+/// takes the same global lock as a pid does).
+pub struct CgroupFiles {
+    files: Vec<(std::fs::File, bool)>,
+    v2_dir: Option<std::os::fd::OwnedFd>,
+}
+
+/// None when there is no cgroup or one file cannot be opened.
+fn open_cgroup_files(state: &State, sub: Option<&str>) -> Option<CgroupFiles> {
     let dirs = target_dirs(state, sub);
     if dirs.is_empty() {
         return None;
     }
-    dirs.iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let v1 = state
-                .cgroups
-                .controllers
-                .get(i)
-                .is_some_and(|c| !c.is_empty());
-            let file = d.join(if v1 { "tasks" } else { "cgroup.procs" });
-            std::fs::OpenOptions::new().write(true).open(&file).ok()
-        })
-        .collect()
+    let mut v2_dir = None;
+    let mut files = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let v1 = state
+            .cgroups
+            .controllers
+            .get(i)
+            .is_some_and(|c| !c.is_empty());
+        if !v1 {
+            v2_dir = rustix::fs::open(
+                d,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .ok();
+        }
+        let file = d.join(if v1 { "tasks" } else { "cgroup.procs" });
+        files.push((
+            std::fs::OpenOptions::new().write(true).open(&file).ok()?,
+            !v1,
+        ));
+    }
+    Some(CgroupFiles { files, v2_dir })
 }
 
 /// Puts the process in the container's cgroup on every hierarchy (or a sub-cgroup of it).
@@ -261,7 +282,7 @@ fn stage1(
     ch: &mut Channel,
     opts: &ExecOptions,
     console: Option<&UnixStream>,
-    cgroup_files: Option<&[std::fs::File]>,
+    cgroup_files: Option<&CgroupFiles>,
 ) -> Result<Infallible, InitError> {
     // CVE-2019-5736: until exec we are the runtime binary inside the container's namespaces;
     // non-dumpable, our /proc/<pid>/exe cannot be opened by the container's processes.
@@ -277,7 +298,20 @@ fn stage1(
             path: PathBuf::new(),
             source: e.into(),
         })?;
-    match p::fork()? {
+    // Born in the cgroup2 directory where the kernel lets us; a refusal (permissions, from a
+    // user namespace) costs nothing here: the pid namespace joined already has its init.
+    let mut born = false;
+    let forked = match cgroup_files.and_then(|c| c.v2_dir.as_ref()) {
+        Some(dir) => match p::fork_into_cgroup(std::os::fd::AsRawFd::as_raw_fd(dir)) {
+            Ok(f) => {
+                born = true;
+                f
+            }
+            Err(_) => p::fork()?,
+        },
+        None => p::fork()?,
+    };
+    match forked {
         Fork::Parent(pid) => {
             ch.send(&Message::InitPid {
                 pid,
@@ -289,8 +323,11 @@ fn stage1(
         Fork::Child => drop(said_w),
     }
     match cgroup_files {
-        Some(files) => {
-            for f in files {
+        Some(c) => {
+            for (f, v2) in &c.files {
+                if *v2 && born {
+                    continue;
+                }
                 use std::io::Write;
                 let mut f: &std::fs::File = f;
                 f.write_all(b"0").map_err(|source| InitError::Io {
@@ -301,8 +338,11 @@ fn stage1(
             }
             // Host files: not kept until exec (CVE-2024-21626). The copies in this process
             // are never dropped: it execs or exits.
-            for f in files {
+            for (f, _) in &c.files {
                 p::close_inherited(std::os::fd::AsRawFd::as_raw_fd(f));
+            }
+            if let Some(d) = &c.v2_dir {
+                p::close_inherited(std::os::fd::AsRawFd::as_raw_fd(d));
             }
             let mut b = [0u8; 1];
             while let Err(rustix::io::Errno::INTR) | Ok(1..) = rustix::io::read(&said_r, &mut b) {}
