@@ -150,20 +150,10 @@ fn check_before_update() {
     wait_for("the container to fill 20 MB", || {
         b.rootfs().join("tmp/r").exists()
     });
-    let mut child = b
-        .cmd(&["update", "--resources", "-", "c"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"memory": {"limit": 10485760, "checkBeforeUpdate": true}}"#)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = b.runtime_with_stdin(
+        &["update", "--resources", "-", "c"],
+        br#"{"memory": {"limit": 10485760, "checkBeforeUpdate": true}}"#,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("checkBeforeUpdate"), "{err}");

@@ -155,19 +155,11 @@ fn update_raises_a_memory_limit_the_container_then_uses() {
     let out = ok(&b, &["exec", "c", "sh", "-c", &script]);
     assert_eq!(out.lines().collect::<Vec<_>>(), ["134217728", "0"]);
     // containerd sends LinuxResources JSON on stdin.
-    let mut child = b
-        .cmd(&["update", "--resources", "-", "c"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"pids": {"limit": 42}}"#)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = b.runtime_with_stdin(
+        &["update", "--resources", "-", "c"],
+        br#"{"pids": {"limit": 42}}"#,
+    );
+    assert!(out.status.success());
     assert_eq!(
         ok(&b, &["exec", "c", "cat", &cg("pids/pids.max", "pids.max")]).trim(),
         "42"

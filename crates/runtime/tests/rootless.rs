@@ -30,38 +30,47 @@ fn user() -> (u32, u32) {
     (id("-u"), id("-g"))
 }
 
-#[test]
-fn an_unprivileged_user_runs_execs_and_deletes() {
-    let (uid, gid) = user();
+/// A bundle the test user owns, without config.json (the user writes its own with
+/// `spec --rootless`), and an XDG_RUNTIME_DIR for it.
+fn users_bundle(uid: u32, gid: u32) -> (Bundle, std::path::PathBuf) {
     let b = Bundle::sh("true");
-    // The user's own bundle, from `spec --rootless` run as that user.
     std::fs::remove_file(b.dir().join("config.json")).unwrap();
     let xdg = b.tmp.path().join("xdg");
     std::fs::create_dir(&xdg).unwrap();
-    let chown = Command::new("chown")
+    assert!(Command::new("chown")
         .arg("-R")
         .arg(format!("{uid}:{gid}"))
         .arg(b.tmp.path())
         .status()
-        .unwrap();
-    assert!(chown.success());
-    // The runtime binary must be reachable by the user.
-    let as_user = |script: &str| {
-        Command::new("setpriv")
-            .args([
-                "--reuid",
-                &uid.to_string(),
-                "--regid",
-                &gid.to_string(),
-                "--clear-groups",
-                "--reset-env",
-            ])
-            .args(["sh", "-c", script])
-            .env("XDG_RUNTIME_DIR", &xdg)
-            .current_dir(b.dir())
-            .output()
-            .unwrap()
-    };
+        .unwrap()
+        .success());
+    (b, xdg)
+}
+
+/// `sh -c script` as the test user (no supplementary groups, a reset environment: scripts
+/// export XDG_RUNTIME_DIR themselves), in the bundle directory.
+fn as_user(uid: u32, gid: u32, b: &Bundle, script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &gid.to_string(),
+            "--clear-groups",
+            "--reset-env",
+        ])
+        .args(["sh", "-c", script])
+        .current_dir(b.dir())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_unprivileged_user_runs_execs_and_deletes() {
+    let (uid, gid) = user();
+    // The user's own bundle, from `spec --rootless` run as that user; the runtime binary
+    // must be reachable by the user.
+    let (b, xdg) = users_bundle(uid, gid);
     let rt = RUNTIME;
     let x = xdg.display();
     let script = format!(
@@ -74,7 +83,7 @@ fn an_unprivileged_user_runs_execs_and_deletes() {
          {rt} delete --force rl; \
          test ! -e {x}/berth-runtime/rl && echo deleted"
     );
-    let out = as_user(&script);
+    let out = as_user(uid, gid, &b, &script);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -109,17 +118,7 @@ fn subordinate_ids_through_newuidmap() {
             std::fs::write(file, format!("{text}{USER}:300000:65536\n")).unwrap();
         }
     }
-    let b = Bundle::sh("true");
-    std::fs::remove_file(b.dir().join("config.json")).unwrap();
-    let xdg = b.tmp.path().join("xdg");
-    std::fs::create_dir(&xdg).unwrap();
-    assert!(Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(b.tmp.path())
-        .status()
-        .unwrap()
-        .success());
+    let (b, xdg) = users_bundle(uid, gid);
     let rt = RUNTIME;
     let x = xdg.display();
     let maps = |own: u32| {
@@ -137,19 +136,7 @@ fn subordinate_ids_through_newuidmap() {
         um = maps(uid),
         gm = maps(gid),
     );
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid",
-            &uid.to_string(),
-            "--regid",
-            &gid.to_string(),
-            "--clear-groups",
-            "--reset-env",
-        ])
-        .args(["sh", "-c", &script])
-        .current_dir(b.dir())
-        .output()
-        .unwrap();
+    let out = as_user(uid, gid, &b, &script);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -139,8 +139,11 @@ pub fn load_device_program(insns: &[Insn], path: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) })
 }
 
-/// Attaches `prog` to the cgroup2 directory `cgroup` as its device program.
-pub fn attach_device_program(
+/// BPF_PROG_ATTACH (`attach`) or BPF_PROG_DETACH of `prog` as the device program of the
+/// cgroup2 directory `cgroup`.
+fn attach_cmd(
+    cmd: libc::c_int,
+    op: &'static str,
     cgroup: BorrowedFd<'_>,
     prog: BorrowedFd<'_>,
     flags: u32,
@@ -152,7 +155,24 @@ pub fn attach_device_program(
         attach_type: CGROUP_DEVICE,
         attach_flags: flags,
     };
-    bpf(PROG_ATTACH, &mut attr, "attach the device program to", path).map(drop)
+    bpf(cmd, &mut attr, op, path).map(drop)
+}
+
+/// Attaches `prog` to the cgroup2 directory `cgroup` as its device program.
+pub fn attach_device_program(
+    cgroup: BorrowedFd<'_>,
+    prog: BorrowedFd<'_>,
+    flags: u32,
+    path: &Path,
+) -> Result<()> {
+    attach_cmd(
+        PROG_ATTACH,
+        "attach the device program to",
+        cgroup,
+        prog,
+        flags,
+        path,
+    )
 }
 
 /// Detaches `prog` from `cgroup`.
@@ -161,13 +181,14 @@ pub fn detach_device_program(
     prog: BorrowedFd<'_>,
     path: &Path,
 ) -> Result<()> {
-    let mut attr = Attach {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: CGROUP_DEVICE,
-        attach_flags: 0,
-    };
-    bpf(PROG_DETACH, &mut attr, "detach a device program from", path).map(drop)
+    attach_cmd(
+        PROG_DETACH,
+        "detach a device program from",
+        cgroup,
+        prog,
+        0,
+        path,
+    )
 }
 
 /// The ids of the device programs attached to `cgroup` itself (not inherited ones).

@@ -8,8 +8,8 @@
 //! One interface for all three: each resource goes to the v1 hierarchy that has its
 //! controller, else to the cgroup2 directory if the controller is enabled there (so on a
 //! hybrid host hugetlb, bound to cgroup2, is limited through v2 and the rest through v1).
-//! Device rules go to the v1 devices controller and, wherever a cgroup2 hierarchy is, to an
-//! eBPF program attached to the container's cgroup2 directory.
+//! Device rules go to the v1 devices controller where there is one, else to an eBPF program
+//! attached to the container's cgroup2 directory.
 
 pub mod devices;
 pub mod stats;
@@ -300,11 +300,13 @@ pub fn create(
             if h.v2 {
                 // On a v2 host every controller, as runc does, so stats and `update` find
                 // them later; on a hybrid host only what the config limits through v2.
-                let needed = resources.map(v2_controllers_needed).unwrap_or_default();
                 if pure_v2 {
                     v2::enable_controllers(&h.mountpoint, &dir, None);
-                } else if !needed.is_empty() {
-                    v2::enable_controllers(&h.mountpoint, &dir, Some(&needed));
+                } else if let Some(r) = resources {
+                    let needed = v2_controllers_needed(hierarchies, r);
+                    if !needed.is_empty() {
+                        v2::enable_controllers(&h.mountpoint, &dir, Some(&needed));
+                    }
                 }
                 placement.unified = Some(dir);
             }
@@ -315,15 +317,9 @@ pub fn create(
             .iter()
             .position(|c| c.iter().any(|c| c == "devices"))
         {
+            // The v1 list enforces the rules on v1 and hybrid hosts: the same rules as an
+            // eBPF program on the cgroup2 side would only cost start time.
             v1::apply_devices(&placement.dirs[i], &rules)?;
-            if let Some(u) = &placement.unified {
-                // Also enforced by v1 here: a kernel that refuses the program costs nothing.
-                if let Err(e) = devices::attach(u, &rules) {
-                    tracing::debug!(
-                        "hybrid host: the v1 device list applies; no eBPF program: {e}"
-                    );
-                }
-            }
         } else if let Some(u) = &placement.unified {
             devices::attach(u, &rules)?;
         } else {
@@ -346,17 +342,16 @@ pub fn create(
 }
 
 /// The v2 names of the controllers that `r` limits and no v1 hierarchy of this host has.
-fn v2_controllers_needed(r: &LinuxResources) -> Vec<&'static str> {
-    let v1: Vec<String> = hierarchies()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|h| !h.v2)
-        .flat_map(|h| h.controllers)
-        .collect();
+fn v2_controllers_needed(hierarchies: &[Hierarchy], r: &LinuxResources) -> Vec<&'static str> {
+    let on_v1 = |c: &str| {
+        hierarchies
+            .iter()
+            .any(|h| h.controllers.iter().any(|v| v == v1_name(c)))
+    };
     let mut out: Vec<&'static str> = v2::resource_writes(r)
         .iter()
         .map(|w| w.controller)
-        .filter(|c| !v1.iter().any(|v| v == v1_name(c)))
+        .filter(|c| !on_v1(c))
         .filter(|c| !matches!(*c, "core" | "unified"))
         .collect();
     out.sort();
@@ -456,6 +451,11 @@ fn mkdir_all(dir: &Path, top: &Path, created: &mut Vec<PathBuf>) -> Result<(), C
 }
 
 impl Placement {
+    /// Whether the container's directory on hierarchy `i` is a v1 one.
+    pub fn is_v1(&self, i: usize) -> bool {
+        self.controllers.get(i).is_some_and(|c| !c.is_empty())
+    }
+
     /// Moves `pid` into the container's cgroup on every hierarchy.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         for d in &self.dirs {
@@ -506,6 +506,27 @@ impl Placement {
         }
         first
     }
+}
+
+/// The file through which a process moves itself into the cgroup directory `dir`, writing
+/// `0`. On v1 that is `tasks`: a `0` there moves the writing thread alone, and the kernel
+/// then skips the global threadgroup lock that a write to cgroup.procs takes, whose RCU
+/// synchronisation costs 6-8 ms whenever no other migration happened in the last moments (a
+/// lone `docker run`; `bench/cgroup-migration.py`). cgroup2 has only cgroup.procs, which
+/// takes the lock: there a process is best born in place (clone3 CLONE_INTO_CGROUP).
+pub fn self_join_file(dir: &Path, v1: bool) -> PathBuf {
+    dir.join(if v1 { "tasks" } else { "cgroup.procs" })
+}
+
+/// An O_PATH descriptor of a cgroup2 directory, for clone3(CLONE_INTO_CGROUP).
+pub fn open_for_clone(dir: &Path) -> Result<std::os::fd::OwnedFd, CgroupError> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io("open", dir)(e.into()))
 }
 
 /// Fills in `controllers` for a state written before it was recorded.

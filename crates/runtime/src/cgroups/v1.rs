@@ -22,7 +22,12 @@ pub struct Write {
     pub refused: Option<String>,
 }
 
-fn w(controller: &'static str, file: &str, value: impl ToString, field: &'static str) -> Write {
+pub(super) fn w(
+    controller: &'static str,
+    file: &str,
+    value: impl ToString,
+    field: &'static str,
+) -> Write {
     Write {
         controller,
         file: file.to_string(),
@@ -117,25 +122,9 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 "linux.resources.cpu.realtimeRuntime",
             ));
         }
-        if let Some(v) = c.idle() {
-            out.push(w("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
-        }
-        if let Some(v) = c.cpus().as_deref().filter(|v| !v.is_empty()) {
-            out.push(w("cpuset", "cpuset.cpus", v, "linux.resources.cpu.cpus"));
-        }
-        if let Some(v) = c.mems().as_deref().filter(|v| !v.is_empty()) {
-            out.push(w("cpuset", "cpuset.mems", v, "linux.resources.cpu.mems"));
-        }
+        out.extend(cpu_common_writes(c));
     }
-    // Zero means "not set" for these values (Docker sends zeros), as runc reads them.
-    if let Some(p) = r.pids().filter(|p| p.limit() != 0) {
-        let v = if p.limit() > 0 {
-            p.limit().to_string()
-        } else {
-            "max".to_string()
-        };
-        out.push(w("pids", "pids.max", v, "linux.resources.pids.limit"));
-    }
+    out.extend(pids_write(r));
     if let Some(b) = r.block_io() {
         if let Some(v) = b.weight().filter(|&v| v != 0) {
             out.push(w(
@@ -173,29 +162,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 ));
             }
         }
-        let throttles = [
-            (
-                b.throttle_read_bps_device(),
-                "blkio.throttle.read_bps_device",
-                "linux.resources.blockIO.throttleReadBpsDevice",
-            ),
-            (
-                b.throttle_write_bps_device(),
-                "blkio.throttle.write_bps_device",
-                "linux.resources.blockIO.throttleWriteBpsDevice",
-            ),
-            (
-                b.throttle_read_iops_device(),
-                "blkio.throttle.read_iops_device",
-                "linux.resources.blockIO.throttleReadIOPSDevice",
-            ),
-            (
-                b.throttle_write_iops_device(),
-                "blkio.throttle.write_iops_device",
-                "linux.resources.blockIO.throttleWriteIOPSDevice",
-            ),
-        ];
-        for (list, file, field) in throttles {
+        for (list, file, _, field) in throttles(b) {
             for d in list.iter().flatten() {
                 out.push(w(
                     "blkio",
@@ -206,23 +173,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
             }
         }
     }
-    for h in r.hugepage_limits().iter().flatten() {
-        out.push(w(
-            "hugetlb",
-            &format!("hugetlb.{}.limit_in_bytes", h.page_size()),
-            h.limit(),
-            "linux.resources.hugepageLimits",
-        ));
-        // Reservations are what a mmap(MAP_HUGETLB) is charged first (Linux 5.7).
-        let mut rsvd = w(
-            "hugetlb",
-            &format!("hugetlb.{}.rsvd.limit_in_bytes", h.page_size()),
-            h.limit(),
-            "linux.resources.hugepageLimits",
-        );
-        rsvd.optional = true;
-        out.push(rsvd);
-    }
+    out.extend(hugetlb_writes(r, "limit_in_bytes", |v| v.to_string()));
     out.extend(rdma_writes(r));
     if let Some(n) = r.network() {
         if let Some(id) = n.class_id() {
@@ -241,6 +192,100 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 "linux.resources.network.priorities",
             ));
         }
+    }
+    out
+}
+
+/// cpu.idle, cpuset.cpus and cpuset.mems: the same files and values on v1 and v2.
+pub(super) fn cpu_common_writes(c: &oci_spec::runtime::LinuxCpu) -> Vec<Write> {
+    let mut out = Vec::new();
+    if let Some(v) = c.idle() {
+        out.push(w("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
+    }
+    if let Some(v) = c.cpus().as_deref().filter(|v| !v.is_empty()) {
+        out.push(w("cpuset", "cpuset.cpus", v, "linux.resources.cpu.cpus"));
+    }
+    if let Some(v) = c.mems().as_deref().filter(|v| !v.is_empty()) {
+        out.push(w("cpuset", "cpuset.mems", v, "linux.resources.cpu.mems"));
+    }
+    out
+}
+
+/// pids.max, the same file on v1 and v2; zero means "not set" (Docker sends zeros), as runc
+/// reads it, and a negative limit is `max`.
+pub(super) fn pids_write(r: &LinuxResources) -> Option<Write> {
+    let p = r.pids().filter(|p| p.limit() != 0)?;
+    let v = if p.limit() > 0 {
+        p.limit().to_string()
+    } else {
+        "max".to_string()
+    };
+    Some(w("pids", "pids.max", v, "linux.resources.pids.limit"))
+}
+
+/// The four blkio throttles: the devices, the v1 file, the key of v2's io.max, the field.
+pub(super) fn throttles(
+    b: &oci_spec::runtime::LinuxBlockIo,
+) -> [(
+    &Option<Vec<oci_spec::runtime::LinuxThrottleDevice>>,
+    &'static str,
+    &'static str,
+    &'static str,
+); 4] {
+    [
+        (
+            b.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+            "rbps",
+            "linux.resources.blockIO.throttleReadBpsDevice",
+        ),
+        (
+            b.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+            "wbps",
+            "linux.resources.blockIO.throttleWriteBpsDevice",
+        ),
+        (
+            b.throttle_read_iops_device(),
+            "blkio.throttle.read_iops_device",
+            "riops",
+            "linux.resources.blockIO.throttleReadIOPSDevice",
+        ),
+        (
+            b.throttle_write_iops_device(),
+            "blkio.throttle.write_iops_device",
+            "wiops",
+            "linux.resources.blockIO.throttleWriteIOPSDevice",
+        ),
+    ]
+}
+
+/// hugetlb.<size>.<limit> for each page size, and the reservation limit
+/// hugetlb.<size>.rsvd.<limit> where the kernel has it (Linux 5.7: a mmap(MAP_HUGETLB) is
+/// charged to it first). v1 names the file `limit_in_bytes`, v2 `max`.
+pub(super) fn hugetlb_writes(
+    r: &LinuxResources,
+    limit: &str,
+    value: fn(i64) -> String,
+) -> Vec<Write> {
+    let mut out = Vec::new();
+    for h in r.hugepage_limits().iter().flatten() {
+        let size = h.page_size();
+        let field = "linux.resources.hugepageLimits";
+        out.push(w(
+            "hugetlb",
+            &format!("hugetlb.{size}.{limit}"),
+            value(h.limit()),
+            field,
+        ));
+        let mut rsvd = w(
+            "hugetlb",
+            &format!("hugetlb.{size}.rsvd.{limit}"),
+            value(h.limit()),
+            field,
+        );
+        rsvd.optional = true;
+        out.push(rsvd);
     }
     out
 }
@@ -266,27 +311,6 @@ pub fn rdma_writes(r: &LinuxResources) -> Vec<Write> {
             )
         })
         .collect()
-}
-
-/// Writes `writes` into the directory of the hierarchy that holds each controller.
-/// `dirs` maps a controller name to the container's cgroup directory on its hierarchy.
-pub fn apply_resources(
-    dirs: &[(Vec<String>, std::path::PathBuf)],
-    writes: &[Write],
-) -> Result<(), CgroupError> {
-    for wr in writes {
-        let Some((_, dir)) = dirs
-            .iter()
-            .find(|(c, _)| c.iter().any(|c| c == wr.controller))
-        else {
-            return Err(CgroupError::NoController {
-                controller: wr.controller,
-                field: wr.field,
-            });
-        };
-        write_one(dir, wr)?;
-    }
-    Ok(())
 }
 
 /// Writes one value into `dir` (a v1 or v2 cgroup directory).
@@ -387,7 +411,7 @@ mod tests {
             serde_json::from_value(serde_json::json!({"pids": {"limit": -1}})).unwrap();
         let writes = resource_writes(&r);
         assert_eq!(writes[0].value, "max");
-        let err = apply_resources(&[], &writes).unwrap_err();
+        let err = super::super::apply(&super::super::Placement::default(), &r).unwrap_err();
         assert!(
             err.to_string().contains("linux.resources.pids.limit"),
             "{err}"

@@ -2,23 +2,12 @@
 //! hierarchy, the v1 values of the OCI config converted as runc and crun convert them, the
 //! controllers enabled down the path, and cgroup.freeze.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::runtime::LinuxResources;
 
-use super::v1::Write;
+use super::v1::{self, w, Write};
 use super::{io, CgroupError};
-
-fn w(controller: &'static str, file: &str, value: impl ToString, field: &'static str) -> Write {
-    Write {
-        controller,
-        file: file.to_string(),
-        value: value.to_string(),
-        field,
-        optional: false,
-        refused: None,
-    }
-}
 
 /// A value that v2 cannot express: an error naming the field if the resource lands on v2.
 fn refused(controller: &'static str, field: &'static str, why: &str) -> Write {
@@ -177,24 +166,9 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 "cgroup v2 has no real-time CPU budget",
             ));
         }
-        if let Some(v) = c.idle() {
-            out.push(w("cpu", "cpu.idle", v, "linux.resources.cpu.idle"));
-        }
-        if let Some(v) = c.cpus().as_deref().filter(|v| !v.is_empty()) {
-            out.push(w("cpuset", "cpuset.cpus", v, "linux.resources.cpu.cpus"));
-        }
-        if let Some(v) = c.mems().as_deref().filter(|v| !v.is_empty()) {
-            out.push(w("cpuset", "cpuset.mems", v, "linux.resources.cpu.mems"));
-        }
+        out.extend(v1::cpu_common_writes(c));
     }
-    if let Some(p) = r.pids().filter(|p| p.limit() != 0) {
-        out.push(w(
-            "pids",
-            "pids.max",
-            bytes(p.limit()),
-            "linux.resources.pids.limit",
-        ));
-    }
+    out.extend(v1::pids_write(r));
     if let Some(b) = r.block_io() {
         if let Some(v) = b.weight().filter(|&v| v != 0) {
             // With BFQ the kernel takes the v1 scale as it is; otherwise io.weight's.
@@ -225,29 +199,7 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
                 ));
             }
         }
-        let throttles = [
-            (
-                b.throttle_read_bps_device(),
-                "rbps",
-                "linux.resources.blockIO.throttleReadBpsDevice",
-            ),
-            (
-                b.throttle_write_bps_device(),
-                "wbps",
-                "linux.resources.blockIO.throttleWriteBpsDevice",
-            ),
-            (
-                b.throttle_read_iops_device(),
-                "riops",
-                "linux.resources.blockIO.throttleReadIOPSDevice",
-            ),
-            (
-                b.throttle_write_iops_device(),
-                "wiops",
-                "linux.resources.blockIO.throttleWriteIOPSDevice",
-            ),
-        ];
-        for (list, key, field) in throttles {
+        for (list, _, key, field) in v1::throttles(b) {
             for d in list.iter().flatten() {
                 // 0 means "no limit" in blkio.throttle.*; io.max says it with "max".
                 let rate = if d.rate() == 0 {
@@ -264,24 +216,8 @@ pub fn resource_writes(r: &LinuxResources) -> Vec<Write> {
             }
         }
     }
-    for h in r.hugepage_limits().iter().flatten() {
-        out.push(w(
-            "hugetlb",
-            &format!("hugetlb.{}.max", h.page_size()),
-            bytes(h.limit()),
-            "linux.resources.hugepageLimits",
-        ));
-        // Reservations are what a mmap(MAP_HUGETLB) is charged first (Linux 5.7).
-        let mut rsvd = w(
-            "hugetlb",
-            &format!("hugetlb.{}.rsvd.max", h.page_size()),
-            bytes(h.limit()),
-            "linux.resources.hugepageLimits",
-        );
-        rsvd.optional = true;
-        out.push(rsvd);
-    }
-    out.extend(super::v1::rdma_writes(r));
+    out.extend(v1::hugetlb_writes(r, "max", bytes));
+    out.extend(v1::rdma_writes(r));
     if let Some(n) = r.network() {
         if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
             out.push(refused(
@@ -411,11 +347,6 @@ pub fn freeze(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
     Err(io("freeze", &file)(std::io::Error::from(
         std::io::ErrorKind::TimedOut,
     )))
-}
-
-/// Where a v2 cgroup directory's processes are listed.
-pub fn procs(dir: &Path) -> PathBuf {
-    dir.join("cgroup.procs")
 }
 
 #[cfg(test)]

@@ -103,11 +103,10 @@ pub fn exec(state: &State, opts: &ExecOptions) -> Result<i32, ExecError> {
         path: "sync".into(),
         source,
     })?;
-    // The process moves itself into the container's cgroups through files opened here, on
-    // the host, before it joins the mount namespace: `0` into each v1 `tasks` skips the
-    // kernel's global threadgroup lock, whose RCU synchronisation costs milliseconds on a
-    // quiet host (see init::place_self). The opener's credentials are what the kernel
-    // checks. If a file cannot be opened here, the parent moves the process instead.
+    // The process moves itself into the container's cgroups (cgroups::self_join_file)
+    // through files opened here, on the host, before it joins the mount namespace; the
+    // opener's credentials are what the kernel checks. If a file cannot be opened here, the
+    // parent moves the process instead.
     let cgroup_files = open_cgroup_files(state, opts.sub_cgroup.as_deref());
     p::set_child_subreaper()?;
     let stage1 = match p::fork()? {
@@ -222,10 +221,9 @@ fn target_dirs(state: &State, sub: Option<&str>) -> Vec<PathBuf> {
         .collect()
 }
 
-/// What the exec'd process needs to move itself: for each hierarchy the file to write `0`
-/// into (`tasks` on v1, cgroup.procs on cgroup2, with whether it is cgroup2), and the cgroup2
-/// directory to be born in (clone3 CLONE_INTO_CGROUP: a `0` into a cgroup2 cgroup.procs
-/// takes the same global lock as a pid does).
+/// What the exec'd process needs to move itself: for each hierarchy the
+/// [`crate::cgroups::self_join_file`] to write `0` into (and whether it is cgroup2), and the
+/// cgroup2 directory to be born in.
 pub struct CgroupFiles {
     files: Vec<(std::fs::File, bool)>,
     v2_dir: Option<std::os::fd::OwnedFd>,
@@ -240,22 +238,11 @@ fn open_cgroup_files(state: &State, sub: Option<&str>) -> Option<CgroupFiles> {
     let mut v2_dir = None;
     let mut files = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
-        let v1 = state
-            .cgroups
-            .controllers
-            .get(i)
-            .is_some_and(|c| !c.is_empty());
+        let v1 = state.cgroups.is_v1(i);
         if !v1 {
-            v2_dir = rustix::fs::open(
-                d,
-                rustix::fs::OFlags::PATH
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .ok();
+            v2_dir = crate::cgroups::open_for_clone(d).ok();
         }
-        let file = d.join(if v1 { "tasks" } else { "cgroup.procs" });
+        let file = crate::cgroups::self_join_file(d, v1);
         files.push((
             std::fs::OpenOptions::new().write(true).open(&file).ok()?,
             !v1,
@@ -292,12 +279,11 @@ fn stage1(
         p::setns(std::os::fd::AsFd::as_fd(fd), clone_flag(*t), path)?;
     }
     // The child must not speak before we said InitPid: it waits for this pipe to close.
-    let (said_r, said_w) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| InitError::Io {
-            op: "pipe",
-            path: PathBuf::new(),
-            source: e.into(),
-        })?;
+    let (said_r, said_w) = super::sync::turn_pipe().map_err(|source| InitError::Io {
+        op: "pipe",
+        path: PathBuf::new(),
+        source,
+    })?;
     // Born in the cgroup2 directory where the kernel lets us; a refusal (permissions, from a
     // user namespace) costs nothing here: the pid namespace joined already has its init.
     let mut born = false;
@@ -344,14 +330,13 @@ fn stage1(
             if let Some(d) = &c.v2_dir {
                 p::close_inherited(std::os::fd::AsRawFd::as_raw_fd(d));
             }
-            let mut b = [0u8; 1];
-            while let Err(rustix::io::Errno::INTR) | Ok(1..) = rustix::io::read(&said_r, &mut b) {}
+            super::sync::wait_for_turn(said_r);
         }
         None => {
+            drop(said_r);
             ch.expect("Placed", |m| matches!(m, Message::Placed))?;
         }
     }
-    drop(said_r);
     let process = &opts.process;
     if process.terminal() == Some(true) {
         init::setup_terminal(process, console.expect("checked before fork"), false)?;

@@ -93,7 +93,7 @@ pub fn stage1(ctx: InitContext<'_>, mut ch: Channel) -> ! {
     }
     // Init must not speak before stage 1 has said InitPid (they share the socket): init
     // waits for the end of this pipe, which closes when stage 1 exits.
-    let (said_r, said_w) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+    let (said_r, said_w) = match super::sync::turn_pipe() {
         Ok(p) => p,
         Err(e) => fail(&mut ch, e),
     };
@@ -141,21 +141,16 @@ fn fork_init(cgroup_fd: i32) -> (berth_sys::Result<Fork>, bool) {
     (p::fork(), false)
 }
 
-/// Init moves itself into the container's cgroups. On v1 it writes `0` (itself, one thread)
-/// into each hierarchy's `tasks`: the kernel then skips the global threadgroup lock that a
-/// write of a pid to cgroup.procs takes, whose RCU synchronisation cost 6-8 ms here whenever
-/// no other migration happened in the last moments (a lone `docker run`). On cgroup2 init is
-/// born in place, or writes `0` to cgroup.procs where clone3 could not do that.
+/// Init moves itself into the container's cgroups, writing `0` into each
+/// [`crate::cgroups::self_join_file`]; the cgroup2 one only where clone3 could not give it birth
+/// there.
 fn place_self(placement: &Placement, born_in_cgroup: bool) -> Result<(), InitError> {
     for (i, dir) in placement.dirs.iter().enumerate() {
-        let v1 = placement.controllers.get(i).is_some_and(|c| !c.is_empty());
-        let file = if v1 {
-            dir.join("tasks")
-        } else if born_in_cgroup && placement.unified.as_ref() == Some(dir) {
+        let v1 = placement.is_v1(i);
+        if !v1 && born_in_cgroup && placement.unified.as_ref() == Some(dir) {
             continue;
-        } else {
-            dir.join("cgroup.procs")
-        };
+        }
+        let file = crate::cgroups::self_join_file(dir, v1);
         std::fs::write(&file, "0").map_err(io("write", &file))?;
     }
     Ok(())
@@ -242,12 +237,11 @@ fn init(
     if ctx.self_place {
         place_self(ctx.placement, born_in_cgroup)?;
         // Stage 1 has sent InitPid once it is gone: our messages come after it.
-        let mut b = [0u8; 1];
-        while let Err(rustix::io::Errno::INTR) | Ok(1..) = rustix::io::read(&stage1_said, &mut b) {}
+        super::sync::wait_for_turn(stage1_said);
     } else {
+        drop(stage1_said);
         ch.expect("Placed", |m| matches!(m, Message::Placed))?;
     }
-    drop(stage1_said);
     if ctx.plan.creates(LinuxNamespaceType::Cgroup) {
         p::unshare(libc::CLONE_NEWCGROUP)?;
     }

@@ -197,16 +197,7 @@ fn spawn(
             .any(|(t, _, _)| *t == LinuxNamespaceType::User)
         || crate::rootless::is_rootless();
     let cgroup_dir = match state.cgroups.unified.as_ref().filter(|_| !in_user_ns) {
-        Some(dir) => Some(
-            rustix::fs::open(
-                dir,
-                rustix::fs::OFlags::PATH
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )
-            .map_err(|e| io("open", dir)(e.into()))?,
-        ),
+        Some(dir) => Some(cgroups::open_for_clone(dir)?),
         None => None,
     };
     match p::fork()? {

@@ -95,6 +95,20 @@ impl Channel {
     }
 }
 
+/// Orders two writers of one socket. A stage that forks a child and then reports its pid
+/// (InitPid) keeps the write end of this pipe until it has spoken, and exits; the child,
+/// whose messages must come after, drops its copy of the write end and waits in
+/// [`wait_for_turn`] until the pipe is closed.
+pub fn turn_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// Blocks until no process holds the write end of `turn` any more.
+pub fn wait_for_turn(turn: std::os::fd::OwnedFd) {
+    let mut b = [0u8; 1];
+    while let Err(rustix::io::Errno::INTR) | Ok(1..) = rustix::io::read(&turn, &mut b) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,6 +152,20 @@ impl Bundle {
         }
     }
 
+    /// `berth-runtime ARGS` with `input` on its stdin (`update --resources -`, as containerd).
+    pub fn runtime_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     pub fn runtime(&self, args: &[&str]) -> Output {
         self.output(self.cmd(args))
     }
